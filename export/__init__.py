@@ -1,0 +1,1 @@
+"""Export trained checkpoints to ONNX models the logdigit runtime ships."""

@@ -1,0 +1,1 @@
+"""logdigit training: synthetic renderer, pretraining, fine-tuning, evaluation (needs torch)."""

@@ -1,0 +1,1 @@
+"""Synthetic well-log page renderer."""
