@@ -11,10 +11,10 @@ from ._lazycli import LazyGroup
 
 #: subcommand -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
-    "convert": "logdigit.commands:convert",
-    "inspect": "logdigit.commands:inspect",
-    "calibrate": "logdigit.commands:calibrate",
-    "batch": "logdigit.batch:cli",
+    "convert": "logdigit.commands.convert:convert",
+    "inspect": "logdigit.commands.inspect:inspect",
+    "calibrate": "logdigit.commands.calibrate:calibrate",
+    "batch": "logdigit.commands.batch:batch",
 }
 
 

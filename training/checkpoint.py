@@ -1,0 +1,70 @@
+"""Self-describing checkpoints, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of plain types and tensors::
+
+    {"format": "logdigit-checkpoint/1",
+     "kind": "finetune" | "inpaint" | "densecl",
+     "model": {"name": "unet_light", "args": {...}},   # training.models.build_model(name, **args)
+     "state_dict": {...},                               # model weights (encoder.*, decoder.*, head.*)
+     "config": {...}, "config_sha256": "...",           # the resolved run config
+     "step": int, "epoch": int, "metrics": {...},
+     "optimizer": {...} | None, "scheduler": {...} | None}   # for resume only
+
+Export and ``finetune --init`` rebuild the network from this file alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "logdigit-checkpoint/1"
+
+
+def save_checkpoint(path: str | os.PathLike, *, kind: str, model_name: str,
+                    model_args: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                    config: dict[str, Any], config_sha256: str, step: int, epoch: int = 0,
+                    metrics: dict[str, Any] | None = None, optimizer: dict | None = None,
+                    scheduler: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename)."""
+    from logdigit.fsutil import atomic_temp_path
+
+    ckpt = {
+        "format": FORMAT, "kind": kind,
+        "model": {"name": model_name, "args": dict(model_args)},
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "config": config, "config_sha256": config_sha256,
+        "step": int(step), "epoch": int(epoch), "metrics": dict(metrics or {}),
+        "optimizer": optimizer, "scheduler": scheduler,
+    }
+    tmp, final = atomic_temp_path(path)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True`` and check its format.
+
+    Raises
+    ------
+    ValueError
+        when the file is not a logdigit checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable torch checkpoint ({e.__class__.__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a logdigit checkpoint (missing format {FORMAT!r})")
+    return ckpt
