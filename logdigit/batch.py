@@ -1,0 +1,1120 @@
+"""Batch digitisation of scan archives: discovery, manifest, resume, process pool, Dask.
+
+The pieces, each usable on its own:
+
+* :func:`discover` turns the command line's inputs (folders, globs, list files,
+  single files) into :class:`Job` s with unique output names that mirror the
+  input tree under the output folder.
+* :class:`Manifest` is the SQLite file ``OUT_DIR/manifest.sqlite``: one row per
+  input (key = absolute input path) with its content hash, status, outputs,
+  per-curve coverage, timings and error. Every finished scan is committed in its
+  own transaction (``synchronous=FULL``), so a kill at any moment loses nothing
+  that was recorded and a rerun cannot record an input twice.
+* :func:`run_task` converts one scan (all its pages) in a worker; it never raises
+  for a bad input but returns a failed result with the message.
+* :func:`run_batch` plans (skip / redo / retry), runs the tasks on a local
+  process pool or on a Dask cluster, streams results into the manifest, and
+  writes ``OUT_DIR/index.csv``.
+
+Outputs are written by :func:`logdigit.pipeline.convert_file` through
+:mod:`logdigit.fsutil` (temp + rename), and fsync'ed here before the manifest
+says "done": a crash, a kill or a power loss leaves either the finished file or
+none, and a stale temp file at most, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import fnmatch
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .errors import LogdigitError
+from .fsutil import atomic_open
+
+#: File name extensions taken as scans when walking folders or expanding globs.
+SCAN_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: Extensions of list files: one scan (or folder) path a line, ``#`` comments.
+LIST_EXTENSIONS: tuple[str, ...] = (".txt", ".lst", ".list")
+#: Calibration sidecar extensions: ``scan.yaml`` beside ``scan.tif``.
+SIDECAR_EXTENSIONS: tuple[str, ...] = (".yaml", ".yml")
+#: Output file extension per output format.
+FORMAT_EXTENSIONS: dict[str, str] = {"las": ".las", "csv": ".csv"}
+
+MANIFEST_NAME = "manifest.sqlite"
+INDEX_NAME = "index.csv"
+LOCK_NAME = ".batch.lock"
+
+_HASH_CHUNK = 1 << 20
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_TMP_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # names fsutil gives temp files
+
+
+class BatchError(LogdigitError):
+    """The batch cannot start: no inputs, output folder in use, bad options."""
+
+
+# ---------------------------------------------------------------------------
+# hashing and small helpers
+# ---------------------------------------------------------------------------
+
+def sha256_file(path: str | os.PathLike, chunk: int = _HASH_CHUNK) -> str:
+    """SHA-256 hex digest of a file's bytes, read in ``chunk``-byte pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar_for(scan: str | os.PathLike) -> Path | None:
+    """The calibration sidecar of ``scan`` (``scan.yaml`` / ``scan.yml``), if present."""
+    scan = Path(scan)
+    for ext in SIDECAR_EXTENSIONS:
+        p = scan.with_suffix(ext)
+        if p.is_file():
+            return p
+    return None
+
+
+def count_pages(path: str | os.PathLike) -> int:
+    """Number of pages of a scan (:func:`logdigit.io.count_pages`); 1 when unreadable.
+
+    An unreadable file counts as one page so that the converter, which reads it,
+    reports the real problem.
+    """
+    try:
+        from .io import count_pages as io_count_pages
+
+        return max(1, int(io_count_pages(path)))
+    except Exception:  # noqa: BLE001 - the converter reports the real error
+        return 1
+
+
+def default_workers() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """onnxruntime intra-op threads per worker so that workers x threads = cores."""
+    cores = default_workers() if cores is None else cores
+    return max(1, cores // max(1, workers))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------
+# discovery: inputs -> jobs with unique, tree-mirroring output names
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One input scan and where its outputs go.
+
+    ``key`` is the absolute input path (the manifest key); ``rel`` its path
+    relative to the common root of the inputs; ``out_stem`` the output path
+    relative to the output folder, without extension (pages add ``_pN``).
+    ``missing`` holds a message when the input could not be found.
+    """
+
+    key: str
+    rel: str
+    out_stem: str = ""
+    missing: str | None = None
+
+
+def _has_magic(s: str) -> bool:
+    return bool(_GLOB_CHARS.search(s))
+
+
+def _glob_base(pattern: str) -> str:
+    """The leading folder of ``pattern`` that holds no glob characters."""
+    parts = Path(pattern).parts
+    keep = []
+    for p in parts:
+        if _has_magic(p):
+            break
+        keep.append(p)
+    base = Path(*keep) if keep else Path(".")
+    return os.path.abspath(base if keep and keep != list(parts) else base.parent)
+
+
+def _is_scan_name(name: str) -> bool:
+    return name.lower().endswith(SCAN_EXTENSIONS) and not name.startswith(".")
+
+
+def _walk(folder: str, exclude: str | None) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not (exclude and _same_or_inside(
+                                 os.path.join(dirpath, d), exclude)))
+        for name in sorted(filenames):
+            if _is_scan_name(name):
+                yield os.path.abspath(os.path.join(dirpath, name))
+
+
+def _same_or_inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.realpath(path), os.path.realpath(folder)]) \
+            == os.path.realpath(folder)
+    except ValueError:
+        return False
+
+
+def _expand(arg: str, exclude: str | None, from_list: bool = False
+            ) -> Iterator[tuple[str, str, str | None]]:
+    """Yield ``(abs_path, base_folder, missing_message)`` for one input argument."""
+    if os.path.isdir(arg):
+        base = os.path.abspath(arg)
+        for p in _walk(arg, exclude):
+            yield p, base, None
+    elif os.path.isfile(arg) and not from_list and arg.lower().endswith(LIST_EXTENSIONS):
+        yield from _read_list(arg, exclude)
+    elif os.path.exists(arg):
+        p = os.path.abspath(arg)
+        yield p, os.path.dirname(p), None
+    elif _has_magic(arg):
+        base = _glob_base(arg)
+        for m in sorted(glob.glob(arg, recursive=True)):
+            if os.path.isdir(m):
+                for p in _walk(m, exclude):
+                    yield p, base, None
+            elif _is_scan_name(os.path.basename(m)):
+                yield os.path.abspath(m), base, None
+    else:
+        p = os.path.abspath(arg)
+        yield p, os.path.dirname(p), "input not found: check the path"
+
+
+def _read_list(list_file: str, exclude: str | None) -> Iterator[tuple[str, str, str | None]]:
+    here = os.path.dirname(os.path.abspath(list_file))
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BatchError(f"cannot read list file: {e}", list_file) from None
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = line if os.path.isabs(line) else os.path.join(here, line)
+        yield from _expand(entry, exclude, from_list=True)
+
+
+def discover(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None
+             ) -> list[Job]:
+    """Turn command-line inputs into jobs with unique output names.
+
+    Parameters
+    ----------
+    inputs : sequence of path-like
+        Folders (walked recursively for ``SCAN_EXTENSIONS``, hidden entries
+        skipped), glob patterns (``**`` recursive), list files (``.txt``, ``.lst``,
+        ``.list``: one path a line, relative to the list file) or single files
+        (taken whatever their extension, so a broken file is reported).
+    exclude : path-like, optional
+        A folder never walked into (the output folder).
+
+    Returns
+    -------
+    list of Job
+        In input order, duplicates (same real file) removed. ``rel`` mirrors the
+        input tree below the common root of all inputs; ``out_stem`` is ``rel``
+        without its extension, made unique (see :func:`assign_output_stems`).
+    """
+    exclude = None if exclude is None else os.path.abspath(exclude)
+    found: list[tuple[str, str, str | None]] = []
+    seen: set[str] = set()
+    for arg in inputs:
+        for path, base, missing in _expand(os.fspath(arg), exclude):
+            real = os.path.realpath(path)
+            if real in seen or (exclude and missing is None and _same_or_inside(path, exclude)):
+                continue
+            seen.add(real)
+            found.append((path, base, missing))
+    if not found:
+        return []
+    root = os.path.commonpath([b for _, b, _ in found])
+    jobs = [Job(key=p, rel=Path(os.path.relpath(p, root)).as_posix(), missing=m)
+            for p, _, m in found]
+    assign_output_stems(jobs)
+    return jobs
+
+
+_PAGE_SUFFIX = re.compile(r"_p\d+$")
+
+
+def assign_output_stems(jobs: list[Job]) -> None:
+    """Give every job an ``out_stem`` that no other job's outputs can take.
+
+    ``dir/a.tif`` -> ``dir/a``. Where two inputs would share a stem (``a.tif`` and
+    ``a.png``, or ``A.tif`` and ``a.tif`` on a case-insensitive disk), or a stem
+    looks like another input's page output (``a_p2.tif`` beside a multi-page
+    ``a.tif``), those inputs keep their extension in the stem: ``a_tif``, ``a_png``.
+    """
+    def plain(j: Job) -> str:
+        return str(Path(j.rel).with_suffix("")) if Path(j.rel).suffix else j.rel
+
+    def with_ext(j: Job) -> str:
+        p = Path(j.rel)
+        return str(p.with_name(p.name.replace(".", "_"))) if p.suffix else j.rel + "_"
+
+    stems = {id(j): plain(j) for j in jobs}
+    counts: dict[str, int] = {}
+    for s in stems.values():
+        counts[s.lower()] = counts.get(s.lower(), 0) + 1
+    lowered = set(counts)
+    for j in jobs:
+        s = stems[id(j)].lower()
+        page_like = _PAGE_SUFFIX.search(s) and _PAGE_SUFFIX.sub("", s) in lowered
+        if counts[s] > 1 or page_like:
+            stems[id(j)] = with_ext(j)
+    taken: set[str] = set()
+    for j in jobs:
+        s, n = stems[id(j)], 1
+        while s.lower() in taken:  # pathological leftovers: number them
+            n += 1
+            s = f"{stems[id(j)]}_dup{n}"
+        taken.add(s.lower())
+        j.out_stem = Path(s).as_posix()
+
+
+# ---------------------------------------------------------------------------
+# settings and the per-scan task (runs in a worker)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """What every conversion of a batch shares (picklable, sent to workers).
+
+    ``threads`` = onnxruntime threads per worker (None: cores / concurrent tasks).
+    ``page`` = the one page to convert (None: every page).
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    fmt: str = "las"
+    step: float | None = None
+    qc: bool = False
+    page: int | None = None
+
+    def fingerprint(self, model_sha: str | None) -> str:
+        """Hash of everything that changes the outputs (not threads/device)."""
+        d = {"model_sha256": model_sha, "fmt": self.fmt, "step": self.step,
+             "qc": self.qc, "page": self.page}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def default_convert(*args, **kwargs):
+    """:func:`logdigit.pipeline.convert_file` (imported in the worker)."""
+    from .pipeline import convert_file
+
+    return convert_file(*args, **kwargs)
+
+
+def default_segmenter(settings: ConvertSettings):
+    """A :class:`logdigit.segment.Segmenter` for ``settings`` (the model, loaded once)."""
+    from .segment import Segmenter
+
+    return Segmenter(model_path=settings.model, threads=settings.threads, device=settings.device)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The converter a worker calls: settings plus the two injectable callables.
+
+    ``convert(scan, out, *, calibration, model, segmenter, page, fmt, qc_path,
+    step, threads, device, progress)`` has :func:`logdigit.pipeline.convert_file`'s
+    contract; ``make_segmenter(settings)`` builds the per-worker model (None: the
+    converter loads its own). Both must be picklable (module-level functions).
+    """
+
+    settings: ConvertSettings = ConvertSettings()
+    convert: Callable[..., Any] = default_convert
+    make_segmenter: Callable[[ConvertSettings], Any] | None = default_segmenter
+
+
+_SEGMENTERS: dict[tuple, Any] = {}
+_SEGMENTER_LOCK = threading.Lock()
+
+
+def _worker_threads(settings: ConvertSettings) -> ConvertSettings:
+    """Fill ``threads`` inside a Dask worker: machine cores / worker task slots."""
+    if settings.threads is not None:
+        return settings
+    try:
+        from distributed import get_worker
+
+        slots = get_worker().state.nthreads
+    except Exception:  # noqa: BLE001 - not in a Dask worker
+        return settings
+    return dataclasses.replace(settings, threads=threads_per_worker(slots, os.cpu_count()))
+
+
+def worker_segmenter(runner: Runner):
+    """The segmenter of this worker process for ``runner`` (built on first use, then reused)."""
+    if runner.make_segmenter is None:
+        return None
+    settings = _worker_threads(runner.settings)
+    key = (runner.make_segmenter, settings)
+    with _SEGMENTER_LOCK:
+        if key not in _SEGMENTERS:
+            _SEGMENTERS[key] = runner.make_segmenter(settings)
+        return _SEGMENTERS[key]
+
+
+def _attr(res: Any, name: str, default):
+    if isinstance(res, dict):
+        return res.get(name, default)
+    return getattr(res, name, default)
+
+
+def output_paths(out_dir: str | os.PathLike, out_stem: str, page: int | None, n_pages: int,
+                 settings: ConvertSettings) -> tuple[Path, Path | None]:
+    """``(curves_path, qc_path_or_None)`` of one page: ``stem[_pN].las`` and
+    ``stem[_pN].qc.png``; the ``_pN`` suffix (N as ``--page`` counts) only for
+    multi-page files."""
+    stem = out_stem if n_pages <= 1 or page is None else f"{out_stem}_p{page}"
+    base = Path(out_dir) / stem
+    curves = base.with_name(base.name + FORMAT_EXTENSIONS[settings.fmt])
+    qc = base.with_name(base.name + ".qc.png") if settings.qc else None
+    return curves, qc
+
+
+def run_task(task: dict, runner: Runner) -> dict:
+    """Convert one scan, all its pages (or ``settings.page``); never raises for bad input.
+
+    Parameters
+    ----------
+    task : dict
+        ``key`` (scan path), ``out_dir``, ``out_stem``, ``calibration`` (path or None).
+    runner : Runner
+
+    Returns
+    -------
+    dict
+        ``key, status ('done'|'failed'), sha256, size, mtime_ns, pages, outputs
+        (paths relative to out_dir), curves [[page, mnemonic, coverage]],
+        warnings, timings (stage -> s), error, error_type, host, pid``.
+    """
+    t0 = time.perf_counter()
+    scan = Path(task["key"])
+    out_dir = Path(task["out_dir"])
+    s = runner.settings
+    result: dict[str, Any] = {
+        "key": task["key"], "status": "failed", "sha256": None, "size": None,
+        "mtime_ns": None, "pages": 0, "outputs": [], "curves": [], "warnings": [],
+        "timings": {}, "error": None, "error_type": None,
+        "host": socket.gethostname(), "pid": os.getpid(),
+    }
+    timings: dict[str, float] = {}
+    try:
+        st = os.stat(scan)
+        result["size"], result["mtime_ns"] = st.st_size, st.st_mtime_ns
+        t = time.perf_counter()
+        result["sha256"] = sha256_file(scan)
+        timings["hash"] = time.perf_counter() - t
+        segmenter = worker_segmenter(runner)
+        n_pages = count_pages(scan)
+        pages: list[int | None]
+        if s.page is not None:
+            pages = [s.page]
+        elif n_pages > 1:
+            pages = list(range(n_pages))
+        else:
+            pages = [None]
+        settings = _worker_threads(s)
+        for page in pages:
+            out, qc = output_paths(out_dir, task["out_stem"], page, n_pages, settings)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            res = runner.convert(
+                scan, out, calibration=task.get("calibration"), model=s.model,
+                segmenter=segmenter, page=page, fmt=s.fmt, qc_path=qc, step=s.step,
+                threads=settings.threads, device=s.device, progress=False)
+            outs = [Path(p) for p in (_attr(res, "outputs", None) or [out] + ([qc] if qc else []))]
+            for p in outs:
+                _fsync_file(p)
+            for d in {p.parent for p in outs}:
+                _fsync_dir(d)
+            result["outputs"] += [Path(os.path.relpath(p, out_dir)).as_posix() for p in outs]
+            result["curves"] += [[page, str(m), float(c)] for m, c in _attr(res, "curves", [])]
+            result["warnings"] += [f"page {page}: {w}" if page is not None else str(w)
+                                   for w in _attr(res, "warnings", [])]
+            for k, v in (_attr(res, "timings", None) or {}).items():
+                timings[k] = timings.get(k, 0.0) + float(v)
+            result["pages"] += 1
+        result["status"] = "done"
+    except LogdigitError as e:
+        result["error"], result["error_type"] = e.message, type(e).__name__
+    except FileNotFoundError as e:
+        result["error"], result["error_type"] = f"file not found: {e.strerror}", "FileNotFoundError"
+    except PermissionError as e:
+        result["error"], result["error_type"] = (f"permission denied: {e.strerror}; make the file "
+                                                 "readable"), "PermissionError"
+    except Exception as e:  # noqa: BLE001 - an archive may hold anything; record and go on
+        result["error"] = f"{type(e).__name__}: {e}"
+        result["error_type"] = type(e).__name__
+    timings["wall"] = time.perf_counter() - t0
+    result["timings"] = {k: round(v, 6) for k, v in timings.items()}
+    return result
+
+
+# ---------------------------------------------------------------------------
+# the manifest
+# ---------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    key TEXT PRIMARY KEY,          -- absolute input path
+    rel TEXT NOT NULL,             -- path relative to the inputs' common root
+    out_stem TEXT NOT NULL,        -- outputs' path below OUT_DIR, without extension
+    size INTEGER, mtime_ns INTEGER,
+    sha256 TEXT,                   -- sha256 of the scan's bytes
+    calibration TEXT,              -- calibration file used (sidecar or template), or NULL
+    cal_sha256 TEXT,
+    settings_sha256 TEXT,          -- model + options that change the outputs
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
+    last_action TEXT,              -- what the latest run did: converted / failed / skipped
+    run_id INTEGER,                -- latest run that touched the row
+    pages INTEGER,
+    outputs TEXT,                  -- JSON list of paths relative to OUT_DIR
+    curves TEXT,                   -- JSON list of [page, mnemonic, coverage]
+    warnings TEXT,                 -- JSON list
+    timings TEXT,                  -- JSON {stage: seconds}
+    error TEXT, error_type TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,                   -- host:pid that converted it
+    updated TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started TEXT, finished TEXT, argv TEXT, scheduler TEXT, workers INTEGER,
+    done INTEGER, failed INTEGER, skipped INTEGER, pages INTEGER, wall_s REAL,
+    state TEXT                     -- running / finished / interrupted
+);
+"""
+
+
+class Manifest:
+    """``OUT_DIR/manifest.sqlite``: one row per input, committed per finished scan.
+
+    Rollback journal with ``synchronous=FULL``: a commit is on disk when it
+    returns; a kill or power loss mid-transaction rolls it back. Only the process
+    running the batch writes it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise BatchError(f"manifest is not a readable SQLite file ({e}): move it away "
+                             "to start a fresh manifest", self.path) from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def rows(self) -> dict[str, sqlite3.Row]:
+        """All rows by key."""
+        return {r["key"]: r for r in self.db.execute("SELECT * FROM scans")}
+
+    def start_run(self, argv: str, scheduler: str | None, workers: int) -> int:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO runs (started, argv, scheduler, workers, state) "
+                             "VALUES (?, ?, ?, ?, 'running')", (_now(), argv, scheduler, workers))
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, state: str, counts: dict[str, int], pages: int,
+                   wall_s: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished=?, state=?, done=?, failed=?, skipped=?, "
+                       "pages=?, wall_s=? WHERE run_id=?",
+                       (_now(), state, counts.get("done", 0), counts.get("failed", 0),
+                        counts.get("skipped", 0), pages, round(wall_s, 3), run_id))
+
+    def mark_skipped(self, run_id: int, keys: Iterable[str]) -> None:
+        """Record that this run passed over ``keys`` (status unchanged)."""
+        with self.transaction() as db:
+            db.executemany("UPDATE scans SET last_action='skipped', run_id=? WHERE key=?",
+                           [(run_id, k) for k in keys])
+
+    def record(self, run_id: int, job: Job, plan: "Planned", result: dict) -> None:
+        """Write one finished (done or failed) scan, replacing its previous row."""
+        status = result["status"]
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO scans (key, rel, out_stem, size, mtime_ns, sha256, "
+                "calibration, cal_sha256, settings_sha256, status, last_action, run_id, pages, "
+                "outputs, curves, warnings, timings, error, error_type, attempts, worker, updated) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job.key, job.rel, job.out_stem, result.get("size"), result.get("mtime_ns"),
+                 result.get("sha256"), plan.calibration, plan.cal_sha256, plan.settings_sha256,
+                 status, "converted" if status == "done" else "failed", run_id,
+                 result.get("pages", 0), json.dumps(result.get("outputs", [])),
+                 json.dumps(result.get("curves", [])), json.dumps(result.get("warnings", [])),
+                 json.dumps(result.get("timings", {})), result.get("error"),
+                 result.get("error_type"), plan.attempts + 1,
+                 f"{result.get('host')}:{result.get('pid')}", _now()))
+
+
+# ---------------------------------------------------------------------------
+# planning: what to do with every input
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Planned:
+    """The plan for one job: ``action`` is 'convert' or 'skip' (with a ``why``)."""
+
+    job: Job
+    action: str
+    why: str
+    calibration: str | None = None
+    cal_sha256: str | None = None
+    settings_sha256: str = ""
+    attempts: int = 0
+
+
+def _calibration_for(scan: str, template: str | None) -> str | None:
+    side = sidecar_for(scan)
+    if side is not None:
+        return os.fspath(side)
+    return template
+
+
+def plan_jobs(jobs: list[Job], rows: dict[str, sqlite3.Row], out_dir: Path, template: str | None,
+              settings_sha: str, retry_failed: bool, rehash: bool = False) -> list[Planned]:
+    """Decide per job: skip (done and unchanged, or failed without ``retry_failed``) or convert.
+
+    "Unchanged" = same scan bytes (sha256; recomputed only when size or mtime moved,
+    or with ``rehash``), same calibration file and bytes, same settings
+    fingerprint, and every recorded output still present.
+    """
+    cal_cache: dict[str, str | None] = {}
+
+    def cal_hash(p: str | None) -> str | None:
+        if p is None:
+            return None
+        if p not in cal_cache:
+            try:
+                cal_cache[p] = sha256_file(p)
+            except OSError:
+                cal_cache[p] = None
+        return cal_cache[p]
+
+    plans = []
+    for job in jobs:
+        cal = None if job.missing else _calibration_for(job.key, template)
+        pl = Planned(job, "convert", "new", calibration=cal, cal_sha256=cal_hash(cal),
+                     settings_sha256=settings_sha)
+        row = rows.get(job.key)
+        if row is not None:
+            pl.attempts = int(row["attempts"] or 0)
+            pl.why = _changed(row, pl, out_dir, rehash)
+            if pl.why == "":
+                if row["status"] == "done":
+                    pl.action, pl.why = "skip", "done and unchanged"
+                elif retry_failed:
+                    pl.why = "retrying failure"
+                else:
+                    pl.action, pl.why = "skip", "failed earlier (use --retry-failed)"
+        plans.append(pl)
+    return plans
+
+
+def _changed(row: sqlite3.Row, pl: Planned, out_dir: Path, rehash: bool) -> str:
+    """Why ``row`` no longer describes the job ('' = it still does)."""
+    key = pl.job.key
+    if pl.job.missing:
+        return "" if row["error_type"] == "FileNotFoundError" else "input gone"
+    try:
+        st = os.stat(key)
+    except OSError:
+        return "input unreadable"
+    if row["sha256"] is None:
+        return "not hashed before"
+    if rehash or st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
+        try:
+            if sha256_file(key) != row["sha256"]:
+                return "scan changed"
+        except OSError:
+            return "input unreadable"
+    if pl.calibration != row["calibration"] or pl.cal_sha256 != row["cal_sha256"]:
+        return "calibration changed"
+    if pl.settings_sha256 != row["settings_sha256"]:
+        return "settings changed"
+    if row["out_stem"] != pl.job.out_stem:
+        return "output name changed"
+    if row["status"] == "done":
+        for rel in json.loads(row["outputs"] or "[]"):
+            if not (out_dir / rel).is_file():
+                return "output missing"
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# executors: local process pool and Dask
+# ---------------------------------------------------------------------------
+
+def _pool_init() -> None:
+    # Ctrl-C goes to the whole process group: the parent decides; workers go on
+    # until it terminates them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _crash_result(key: str, why: str) -> dict:
+    return {"key": key, "status": "failed", "sha256": None, "size": None, "mtime_ns": None,
+            "pages": 0, "outputs": [], "curves": [], "warnings": [], "timings": {},
+            "error": why, "error_type": "WorkerCrash", "host": socket.gethostname(), "pid": None}
+
+
+def _run_pool(tasks: list[dict], runner: Runner, workers: int, on_result: Callable[[dict], None]
+              ) -> None:
+    """Run ``tasks`` on a spawn process pool, calling ``on_result`` as each finishes.
+
+    A worker that dies (segfault, out of memory, ``os._exit``) breaks the pool. The
+    scans that were in flight then become suspects and are run again one at a time
+    on a one-worker pool: a suspect that kills its worker alone is recorded as
+    failed, the others finish normally; then the full pool resumes.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    pending = list(reversed(tasks))  # pop() from the end = input order
+    suspects: list[dict] = []
+    while pending or suspects:
+        isolate = bool(suspects)
+        queue = suspects if isolate else pending
+        limit = 1 if isolate else 2 * workers
+        ex = ProcessPoolExecutor(max_workers=1 if isolate else min(workers, len(pending)),
+                                 mp_context=ctx, initializer=_pool_init)
+        in_flight: dict[Any, dict] = {}
+        broken = False
+        try:
+            while True:
+                while queue and len(in_flight) < limit and not broken:
+                    t = queue.pop()
+                    try:
+                        in_flight[ex.submit(run_task, t, runner)] = t
+                    except BrokenProcessPool:
+                        queue.append(t)
+                        broken = True
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    t = in_flight.pop(fut)
+                    try:
+                        res = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if isolate:
+                            on_result(_crash_result(
+                                t["key"], "the worker process died while converting this scan "
+                                "(crash or out of memory)"))
+                        else:
+                            suspects.append(t)
+                        continue
+                    on_result(res)
+        except BaseException:
+            _terminate_pool(ex)
+            raise
+        ex.shutdown(wait=not broken, cancel_futures=True)
+
+
+def _terminate_pool(ex) -> None:
+    procs = list(getattr(ex, "_processes", {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(5)
+
+
+def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Callable[[dict], None],
+              max_in_flight: int | None = None) -> None:
+    """Submit ``tasks`` to a Dask cluster (address or Client) and stream results back.
+
+    Input and output paths must be visible to the workers under the same names
+    (a shared file system). Tasks that keep killing workers come back as
+    ``KilledWorker`` and are recorded as failed.
+    """
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise BatchError("--scheduler needs Dask distributed: pip install 'logdigit[cluster]'"
+                         ) from None
+    own = not isinstance(scheduler, Client)
+    try:
+        client = Client(scheduler, timeout="30s") if own else scheduler
+    except (OSError, TimeoutError) as e:
+        raise BatchError(f"cannot reach the Dask scheduler: {e}; start one with "
+                         "'dask scheduler' (see docs/batch.md)", str(scheduler)) from None
+    try:
+        if max_in_flight is None:
+            slots = sum(w.get("nthreads", 1) for w in _dask_workers(client).values())
+            max_in_flight = max(4, 4 * max(1, slots))
+        pending = list(reversed(tasks))
+        keys: dict[Any, dict] = {}
+        ac = as_completed()
+
+        def submit_one():
+            t = pending.pop()
+            fut = client.submit(run_task, t, runner, pure=False,
+                                key=f"logdigit-{hashlib.sha1(t['key'].encode()).hexdigest()[:16]}"
+                                    f"-{time.monotonic_ns()}")
+            keys[fut] = t
+            ac.add(fut)
+
+        while pending and len(keys) < max_in_flight:
+            submit_one()
+        for fut in ac:
+            t = keys.pop(fut)
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - KilledWorker, lost worker, ...
+                res = _crash_result(t["key"], f"Dask task failed: {type(e).__name__}: {e}")
+            fut.release()
+            on_result(res)
+            if pending:
+                submit_one()
+    finally:
+        if own:
+            client.close()
+
+
+def _dask_workers(client) -> dict:
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # older distributed: no n_workers argument
+        return client.scheduler_info()["workers"]
+
+
+def _run_inline(tasks: list[dict], runner: Runner, on_result: Callable[[dict], None]) -> None:
+    for t in tasks:
+        on_result(run_task(t, runner))
+
+
+# ---------------------------------------------------------------------------
+# the batch
+# ---------------------------------------------------------------------------
+
+@dataclass
+class BatchReport:
+    """What a run did. ``counts``: done / failed / skipped this run (failed
+    includes earlier failures not retried: ``failed_earlier``)."""
+
+    out_dir: Path
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0})
+    failed_earlier: int = 0
+    pages: int = 0
+    wall_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (rel, message)
+    interrupted: bool = False
+    manifest: Path | None = None
+    index: Path | None = None
+    run_id: int | None = None
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and self.counts["failed"] == 0 and self.failed_earlier == 0
+
+    def summary(self, max_failures: int = 20) -> str:
+        """The summary table (plain text)."""
+        c = self.counts
+        lines = [
+            f"{'status':<10}{'scans':>8}",
+            f"{'done':<10}{c['done']:>8}",
+            f"{'failed':<10}{c['failed'] + self.failed_earlier:>8}"
+            + (f"   ({self.failed_earlier} from earlier runs, not retried: use --retry-failed)"
+               if self.failed_earlier else ""),
+            f"{'skipped':<10}{c['skipped']:>8}   (done and unchanged)",
+            f"time {self.wall_s:.1f} s, {self.pages} pages converted, "
+            f"{self.pages_per_s:.2f} pages/s",
+        ]
+        if self.interrupted:
+            lines.append("interrupted: rerun the same command to finish the rest")
+        for rel, msg in self.failures[:max_failures]:
+            lines.append(f"FAILED {rel}: {msg}")
+        if len(self.failures) > max_failures:
+            lines.append(f"... and {len(self.failures) - max_failures} more failures: see "
+                         f"{self.index}")
+        if self.manifest:
+            lines.append(f"manifest {self.manifest}, index {self.index}")
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _out_dir_lock(out_dir: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BatchError("another batch is writing to this output folder: wait for it, "
+                             "or use another -o", out_dir) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(out_dir: Path) -> int:
+    """Delete temp files a killed run left (``.name.XXXX.tmp[.ext]``); return how many."""
+    n = 0
+    for dirpath, _, filenames in os.walk(out_dir):
+        for name in filenames:
+            if _TMP_RE.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+    return n
+
+
+def write_index(manifest: Manifest, out_dir: Path, keys: Iterable[str] | None = None) -> Path:
+    """Write ``OUT_DIR/index.csv``: one row per (input, output, curve) with coverage.
+
+    Columns: input, status, sha256, page, output, qc, mnemonic, coverage, error.
+    Failed inputs have one row with the error. ``keys`` limits it to those inputs
+    (default: every row of the manifest). Written atomically.
+    """
+    rows = manifest.rows()
+    keys = sorted(rows, key=lambda k: rows[k]["rel"]) if keys is None else \
+        sorted((k for k in keys if k in rows), key=lambda k: rows[k]["rel"])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["input", "status", "sha256", "page", "output", "qc", "mnemonic", "coverage",
+                "error"])
+    for k in keys:
+        r = rows[k]
+        outs = json.loads(r["outputs"] or "[]")
+        curves = json.loads(r["curves"] or "[]")
+        if r["status"] != "done":
+            w.writerow([r["rel"], r["status"], r["sha256"] or "", "", "", "", "", "",
+                        r["error"] or ""])
+            continue
+        qcs = [o for o in outs if o.endswith(".qc.png")]
+        data = [o for o in outs if not o.endswith(".qc.png")]
+        by_page: dict[Any, list] = {}
+        for page, mn, cov in curves:
+            by_page.setdefault(page, []).append((mn, cov))
+        pages = sorted(by_page, key=lambda p: -1 if p is None else p) or [None]
+        for i, page in enumerate(pages):
+            out = data[i] if i < len(data) else ""
+            qc = qcs[i] if i < len(qcs) else ""
+            for mn, cov in by_page.get(page, [("", "")]):
+                w.writerow([r["rel"], "done", r["sha256"], "" if page is None else page, out, qc,
+                            mn, "" if cov == "" else f"{cov:.4f}", ""])
+    path = out_dir / INDEX_NAME
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def _model_sha(model: str | None) -> str | None:
+    if model is None:
+        try:
+            from .segment import default_model_path  # type: ignore[attr-defined]
+
+            model = os.fspath(default_model_path())
+        except Exception:  # noqa: BLE001 - no shipped-model helper: name the default
+            return "default"
+    try:
+        return sha256_file(model)
+    except OSError:
+        return None
+
+
+def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+              calibration: str | os.PathLike | None = None, workers: int | None = None,
+              scheduler: Any = None, retry_failed: bool = False, rehash: bool = False,
+              settings: ConvertSettings | None = None, runner: Runner | None = None,
+              progress: bool = False, argv: str = "",
+              log: Callable[[str], None] | None = None) -> BatchReport:
+    """Convert every scan of ``inputs`` into ``out_dir``, resuming from its manifest.
+
+    Parameters
+    ----------
+    inputs : folders, globs, list files or scans (see :func:`discover`).
+    out_dir : output folder; holds the outputs, ``manifest.sqlite`` and ``index.csv``.
+    calibration : template for scans without a sidecar ``scan.yaml``; None: uncalibrated.
+    workers : local processes (default: CPU cores; 0: run inline in this process,
+        for debugging). Ignored with ``scheduler``.
+    scheduler : Dask scheduler address (``tcp://host:8786``) or a ``distributed.Client``.
+    retry_failed : convert again the inputs that failed in an earlier run.
+    rehash : recompute every scan's sha256 even when size and mtime are unchanged.
+    settings, runner : conversion options; ``runner`` also injects the converter.
+    progress : show a progress bar with ETA.
+    log : where one-line notes go (default: nowhere).
+
+    Returns
+    -------
+    BatchReport
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if runner is None:
+        runner = Runner(settings=settings or ConvertSettings())
+    elif settings is not None:
+        runner = dataclasses.replace(runner, settings=settings)
+    s = runner.settings
+    if s.fmt not in FORMAT_EXTENSIONS:
+        raise BatchError(f"unknown output format {s.fmt!r}: use one of "
+                         f"{', '.join(FORMAT_EXTENSIONS)}")
+    template = None
+    if calibration is not None:
+        from .calibration import load_calibration
+
+        load_calibration(calibration)  # a broken template stops the batch before it starts
+        template = os.path.abspath(calibration)
+    log = log or (lambda msg: None)
+
+    jobs = discover(inputs, exclude=out_dir)
+    if not jobs:
+        raise BatchError("no scans found: give folders, globs, list files or scan files "
+                         f"(scans end in {', '.join(SCAN_EXTENSIONS)})")
+    if scheduler is None:
+        workers = default_workers() if workers is None else max(0, int(workers))
+        if s.threads is None:
+            runner = dataclasses.replace(runner, settings=dataclasses.replace(
+                s, threads=threads_per_worker(max(1, workers))))
+    report = BatchReport(out_dir=out_dir, manifest=out_dir / MANIFEST_NAME)
+    with _out_dir_lock(out_dir):
+        stale = remove_stale_temps(out_dir)
+        if stale:
+            log(f"removed {stale} temp file(s) left by an interrupted run")
+        manifest = Manifest(out_dir / MANIFEST_NAME)
+        try:
+            _execute(jobs, manifest, runner, report, out_dir, template, workers, scheduler,
+                     retry_failed, rehash, progress, argv, log, t0)
+        finally:
+            manifest.close()
+    return report
+
+
+def _execute(jobs, manifest, runner, report, out_dir, template, workers, scheduler,
+             retry_failed, rehash, progress, argv, log, t0) -> None:
+    s = runner.settings
+    settings_sha = s.fingerprint(_model_sha(s.model))
+    plans = plan_jobs(jobs, manifest.rows(), out_dir, template, settings_sha, retry_failed,
+                      rehash)
+    to_do = [p for p in plans if p.action == "convert"]
+    skipped = [p for p in plans if p.action == "skip"]
+    report.counts["skipped"] = sum(p.why == "done and unchanged" for p in skipped)
+    report.failed_earlier = len(skipped) - report.counts["skipped"]
+    rows = manifest.rows()
+    report.failures += [(p.job.rel, rows[p.job.key]["error"] or "") for p in skipped
+                        if p.why != "done and unchanged"]
+    run_id = report.run_id = manifest.start_run(argv, None if scheduler is None else str(scheduler),
+                                                0 if scheduler else workers)
+    manifest.mark_skipped(run_id, [p.job.key for p in skipped])
+    log(f"{len(jobs)} scans: {len(to_do)} to convert, {len(skipped)} skipped")
+
+    if to_do and runner.make_segmenter is not None and scheduler is None:
+        # fail fast on a bad model, before any worker starts
+        del_me = runner.make_segmenter(s)
+        del del_me
+
+    by_key = {p.job.key: p for p in to_do}
+    bar = None
+    if progress and to_do:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(to_do), unit="scan", dynamic_ncols=True, file=sys.stderr)
+
+    def on_result(res: dict) -> None:
+        pl = by_key[res["key"]]
+        manifest.record(run_id, pl.job, pl, res)
+        if res["status"] == "done":
+            report.counts["done"] += 1
+            report.pages += res["pages"]
+        else:
+            report.counts["failed"] += 1
+            report.failures.append((pl.job.rel, res["error"] or ""))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(failed=report.counts["failed"], refresh=False)
+
+    missing = [p for p in to_do if p.job.missing]
+    for p in missing:
+        on_result({**_crash_result(p.job.key, p.job.missing), "error_type": "FileNotFoundError"})
+    tasks = [{"key": p.job.key, "out_dir": os.fspath(out_dir), "out_stem": p.job.out_stem,
+              "calibration": p.calibration} for p in to_do if not p.job.missing]
+    state = "finished"
+    try:
+        if not tasks:
+            pass
+        elif scheduler is not None:
+            _run_dask(tasks, runner, scheduler, on_result)
+        elif workers == 0:
+            _run_inline(tasks, runner, on_result)
+        else:
+            _run_pool(tasks, runner, min(workers, len(tasks)), on_result)
+    except KeyboardInterrupt:
+        state = "interrupted"
+        report.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+        report.wall_s = time.perf_counter() - t0
+        manifest.finish_run(run_id, state, report.counts, report.pages, report.wall_s)
+        report.index = write_index(manifest, out_dir, keys=[j.key for j in jobs])

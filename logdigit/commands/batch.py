@@ -1,0 +1,59 @@
+"""``logdigit batch``: convert an archive of scans, resumable, on a process pool or Dask."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from ..batch import FORMAT_EXTENSIONS, ConvertSettings, run_batch
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: outputs mirror the input tree; holds manifest.sqlite "
+                   "and index.csv.")
+@click.option("--calibration", "template", type=click.Path(exists=True, dir_okay=False),
+              help="Template calibration YAML for scans without a sidecar scan.yaml.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Local worker processes (default: CPU cores; 0: in this process).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads per worker (default: cores / workers).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Dask scheduler address (tcp://HOST:8786): run on that cluster.")
+@click.option("--qc", is_flag=True, help="Also write a QC overlay (.qc.png) per page.")
+@click.option("--retry-failed", is_flag=True, help="Convert again inputs that failed before.")
+@click.option("--rehash", is_flag=True,
+              help="Re-hash every scan, even when size and mtime are unchanged.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ONNX model (default: the shipped model).")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXTENSIONS)), default="las",
+              show_default=True, help="Output format.")
+@click.option("--step", type=float, default=None, help="Output depth step (default per unit).")
+@click.option("--page", type=click.IntRange(min=0), default=None,
+              help="Convert only this page of multi-page files (default: every page).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary only.")
+def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_failed, rehash,
+          model, fmt, step, page, device, quiet):
+    """Convert folders, globs or list files of scans into OUT_DIR.
+
+    Per scan the calibration is its sidecar YAML (scan.yaml beside scan.tif), else
+    --calibration, else none (uncalibrated output). A rerun skips what is done and
+    unchanged. Exits 1 if any scan failed (see the summary and OUT_DIR/index.csv).
+    """
+    settings = ConvertSettings(model=model, device=device, threads=threads, fmt=fmt, step=step,
+                               qc=qc, page=page)
+    progress = not quiet and sys.stderr.isatty()
+    report = run_batch(inputs, out_dir, calibration=template, workers=workers,
+                       scheduler=scheduler, retry_failed=retry_failed, rehash=rehash,
+                       settings=settings, progress=progress,
+                       argv=shlex.join(["logdigit", "batch", *sys.argv[2:]]),
+                       log=None if quiet else (lambda m: click.echo(m, err=True)))
+    click.echo(report.summary())
+    if report.interrupted:
+        sys.exit(130)
+    if not report.ok:
+        sys.exit(1)
