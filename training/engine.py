@@ -210,7 +210,14 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: Callab
             optimizer.step()
             out = {"loss": loss.detach(), "grad_norm": gn.detach(), **parts}
         optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
+    if out is None:  # keep the schedule aligned with the step count; torch warns otherwise
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
+    else:
+        scheduler.step()
     return out
 
 
