@@ -1,0 +1,831 @@
+"""Layout analysis of a log scan: skew, track borders, depth track, horizontal grid,
+header/log boundary.
+
+Everything here works on the uint8 grey scan (0 = ink, 255 = paper) by row strips,
+so memory is bounded by a strip plus a few per-row / per-column profiles, never a
+float copy of the scan. A 2,000 x 150,000 scan is analysed in a few seconds.
+
+Skew model
+----------
+The stored scan is the straight log rotated **clockwise** by ``skew_deg`` degrees
+(as seen on screen, rows growing downwards) about the image centre
+``(cx, cy) = ((W - 1) / 2, (H - 1) / 2)``; positive ``skew_deg`` means the top of a
+vertical track border leans to the right. Deskewing rotates back, counter-clockwise,
+about the same centre, into an image of the same size. In (x = column, y = row)::
+
+    stored    = R(+skew) @ (deskewed - c) + c
+    deskewed  = R(-skew) @ (stored   - c) + c        R(a) = [[cos a, -sin a],
+                                                             [sin a,  cos a]]
+
+Both directions are exact (a rotation, no small-angle approximation), see
+:meth:`Layout.to_deskewed` and :meth:`Layout.to_stored`. All columns and rows in a
+:class:`Layout` (``tracks``, ``depth_track``, ``header_bottom`` ...) are in
+**deskewed** pixels; calibration files hold **stored** pixels and are mapped with
+:meth:`Layout.to_deskewed` (a calibration column ``x`` is read at the scan's
+centre row, see :meth:`Layout.columns_to_deskewed`).
+
+Algorithm (see docs/layout.md)
+------------------------------
+1. Ink = grey below a threshold (128 for 1-bit, Otsu on a subsample otherwise).
+2. Skew: in up to 24 bands of 1,024 rows, the angle in [-2.5, 2.5] deg that makes the
+   sheared column profile (vertical lines) and row profile (horizontal grid lines)
+   sharpest; the weighted median over bands.
+3. One pass over the deskewed scan in strips of 256 rows: ink per column per strip,
+   and ink per row per column bin.
+4. Vertical lines = columns inked through (almost) whole strips; strips that carry
+   most of the lines are log body; runs of body strips are sections; the first starts
+   at ``header_bottom``, the last ends at ``log_bottom``.
+5. Gaps between lines with horizontal grid lines belong to tracks; gaps without are
+   separators; groups of grid gaps are tracks (a group twice as wide as the others
+   is split at its heaviest middle line); the separator with text (depth numbers) is
+   the depth track.
+6. Grid: the autocorrelation of the row profile inside the tracks gives the minor
+   spacing; a heavier line every n-th minor line gives the major spacing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: analysis parameters (pixels unless stated)
+SKEW_MAX_DEG = 2.5          # search range for the skew, +- degrees
+SKEW_STEP_DEG = 0.05        # coarse search step
+SKEW_BAND_ROWS = 1024       # rows per skew band
+SKEW_MAX_BANDS = 24
+STRIP_ROWS = 256            # rows per analysis strip
+LINE_FILL = 0.75            # a column is a vertical line in a strip if inked in >= this share
+MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
+MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
+
+
+@dataclass
+class Layout:
+    """What :func:`analyse` found. Rows/columns are **deskewed** pixels.
+
+    Attributes
+    ----------
+    shape : (H, W)
+        Scan size in pixels (stored and deskewed images have the same size).
+    skew_deg : float
+        Clockwise rotation of the stored scan (degrees); see the module docstring.
+    tracks : list of (x0, x1)
+        Curve tracks, left to right: deskewed columns of the left and right border
+        lines (x1 exclusive).
+    depth_track : (x0, x1) or None
+        The depth track (between the tracks that hold curves), if found.
+    grid_minor_px, grid_major_px : float or None
+        Horizontal grid spacing in deskewed rows (None where not found).
+    header_bottom : int
+        First row of the log body (end of the header).
+    log_bottom : int
+        Row after the last row of the log body.
+    sections : list of (r0, r1)
+        Runs of log body (main pass, repeat section ...), top to bottom.
+    lines : list of dict
+        Vertical lines found: ``{"x": centre, "x0", "x1", "width", "presence"}``.
+    threshold : int
+        Grey level below which a pixel counted as ink.
+    skew_confidence : float
+        0..1, how many bands agreed on the skew.
+    notes : list of str
+        What could not be found, in words.
+    """
+
+    shape: tuple[int, int]
+    skew_deg: float = 0.0
+    tracks: list[tuple[int, int]] = field(default_factory=list)
+    depth_track: tuple[int, int] | None = None
+    grid_minor_px: float | None = None
+    grid_major_px: float | None = None
+    header_bottom: int = 0
+    log_bottom: int = 0
+    sections: list[tuple[int, int]] = field(default_factory=list)
+    lines: list[dict] = field(default_factory=list)
+    threshold: int = 128
+    skew_confidence: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    # -- coordinates ----------------------------------------------------------
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Rotation centre ``(cy, cx)`` in pixels."""
+        h, w = self.shape
+        return (h - 1) / 2.0, (w - 1) / 2.0
+
+    def to_deskewed(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Stored pixel coordinates -> deskewed (float arrays, same shapes)."""
+        return _rotate(rows, cols, -self.skew_deg, self.centre)
+
+    def to_stored(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Deskewed pixel coordinates -> stored (inverse of :meth:`to_deskewed`)."""
+        return _rotate(rows, cols, self.skew_deg, self.centre)
+
+    def columns_to_deskewed(self, cols) -> np.ndarray:
+        """Stored columns read at the centre row (how calibration ``x`` is meant) ->
+        deskewed columns."""
+        cy, _ = self.centre
+        c = np.asarray(cols, dtype=np.float64)
+        return self.to_deskewed(np.full_like(c, cy), c)[1]
+
+    def columns_to_stored(self, cols) -> np.ndarray:
+        """Deskewed columns -> stored columns at the centre row (inverse of
+        :meth:`columns_to_deskewed`; exact, since the centre row maps onto a line
+        through the centre)."""
+        cy, cx = self.centre
+        c = np.asarray(cols, dtype=np.float64)
+        # the stored point on row cy whose deskewed column is c: x - cx = (c - cx) / cos
+        return cx + (c - cx) / math.cos(math.radians(self.skew_deg))
+
+    # -- output ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists, floats rounded to 0.001 px)."""
+        d = asdict(self)
+        d["shape"] = [int(v) for v in self.shape]
+        d["skew_deg"] = round(float(self.skew_deg), 4)
+        d["tracks"] = [[int(a), int(b)] for a, b in self.tracks]
+        d["depth_track"] = None if self.depth_track is None else [int(v) for v in self.depth_track]
+        d["sections"] = [[int(a), int(b)] for a, b in self.sections]
+        for k in ("grid_minor_px", "grid_major_px"):
+            d[k] = None if d[k] is None else round(float(d[k]), 3)
+        d["skew_confidence"] = round(float(self.skew_confidence), 3)
+        d["lines"] = [{k: (round(float(v), 2) if isinstance(v, float) else int(v))
+                       for k, v in ln.items()} for ln in self.lines]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Layout":
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["shape"] = tuple(d["shape"])
+        d["tracks"] = [tuple(t) for t in d.get("tracks", [])]
+        d["depth_track"] = None if d.get("depth_track") is None else tuple(d["depth_track"])
+        d["sections"] = [tuple(s) for s in d.get("sections", [])]
+        return cls(**d)
+
+
+def _rotate(rows, cols, angle_deg: float, centre: tuple[float, float]):
+    """Rotate points (rows, cols) by ``angle_deg`` clockwise-on-screen about centre."""
+    r = np.asarray(rows, dtype=np.float64)
+    c = np.asarray(cols, dtype=np.float64)
+    a = math.radians(angle_deg)
+    ca, sa = math.cos(a), math.sin(a)
+    cy, cx = centre
+    dx, dy = c - cx, r - cy
+    return cy + sa * dx + ca * dy, cx + ca * dx - sa * dy
+
+
+# ---------------------------------------------------------------------------
+# deskew
+# ---------------------------------------------------------------------------
+
+def deskew(grey: np.ndarray, angle_deg: float, out: np.ndarray | None = None,
+           block_rows: int = 2048) -> np.ndarray:
+    """Rotate the scan back by ``angle_deg`` (the :attr:`Layout.skew_deg` of the scan).
+
+    Parameters
+    ----------
+    grey : uint8 [H, W]
+    angle_deg : float
+        Skew of the stored scan (clockwise positive), as found by :func:`analyse`.
+    out : uint8 [H, W], optional
+        Where to write (must not be ``grey``).
+    block_rows : int
+        Output rows made per warp (bounds the temporary memory).
+
+    Returns
+    -------
+    uint8 [H, W]
+        Deskewed scan, same size, areas from outside the scan filled white (255).
+        Memory: the output plus one block.
+    """
+    h, w = grey.shape[:2]
+    if out is None:
+        out = np.empty_like(grey)
+    if abs(angle_deg) < MIN_SKEW_DEG:
+        out[...] = grey
+        return out
+    for r0 in range(0, h, block_rows):
+        r1 = min(h, r0 + block_rows)
+        out[r0:r1] = _deskew_rows(grey, angle_deg, r0, r1)
+    return out
+
+
+def _deskew_rows(grey: np.ndarray, angle_deg: float, r0: int, r1: int,
+                 interpolation: int | None = None) -> np.ndarray:
+    """Deskewed rows ``[r0, r1)`` (all columns) of ``grey``: uint8 [r1 - r0, W]."""
+    import cv2
+    h, w = grey.shape[:2]
+    if abs(angle_deg) < MIN_SKEW_DEG:
+        return grey[r0:r1]
+    a = math.radians(angle_deg)
+    ca, sa = math.cos(a), math.sin(a)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    # stored row of deskewed (r', c'): cy + sa (c' - cx) + ca (r' - cy)
+    ys = [cy + sa * (c - cx) + ca * (r - cy) for r in (r0, r1 - 1) for c in (0, w - 1)]
+    s0 = max(0, int(math.floor(min(ys))) - 2)
+    s1 = min(h, int(math.ceil(max(ys))) + 3)
+    if s1 <= s0:
+        return np.full((r1 - r0, w), 255, np.uint8)
+    # matrix from output (x', y'' = r' - r0) to source block (x, y - s0)
+    m = np.array([[ca, -sa, cx - ca * cx + sa * cy - sa * r0],
+                  [sa, ca, cy - sa * cx - ca * cy + ca * r0 - s0]], np.float64)
+    flags = (cv2.INTER_LINEAR if interpolation is None else interpolation) | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(np.ascontiguousarray(grey[s0:s1]), m, (w, r1 - r0), flags=flags,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+
+
+# ---------------------------------------------------------------------------
+# analysis
+# ---------------------------------------------------------------------------
+
+def ink_threshold(grey: np.ndarray) -> int:
+    """Grey level below which a pixel is ink: 128 for two-level scans, else Otsu's
+    threshold on a row subsample, clamped to [64, 230]."""
+    import cv2
+    h = grey.shape[0]
+    step = max(1, h // 2048)
+    sub = np.ascontiguousarray(grey[::step])
+    hist = np.bincount(sub.ravel(), minlength=256)
+    if np.count_nonzero(hist) <= 2:
+        return 128
+    t, _ = cv2.threshold(sub.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return int(min(230, max(64, t)))
+
+
+def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
+    """Find the layout of a scan.
+
+    Parameters
+    ----------
+    grey : uint8 [H, W]
+        The scan as stored (0 = ink, 255 = paper).
+    skew : float, optional
+        Known skew (degrees, clockwise positive); estimated when None.
+
+    Returns
+    -------
+    Layout
+        Never raises on a readable image: what cannot be found is left empty/None
+        and explained in ``notes``.
+    """
+    if grey.ndim != 2 or grey.dtype != np.uint8:
+        raise ValueError(f"analyse needs a uint8 [H, W] grey image, got {grey.dtype} {grey.shape}")
+    h, w = grey.shape
+    thr = ink_threshold(grey)
+    notes: list[str] = []
+    estimate = skew is None
+    if estimate:
+        skew, conf = estimate_skew(grey, thr)
+    else:
+        conf = 1.0
+    prof = _profiles(grey, skew, thr)
+    if estimate:
+        for _ in range(3):  # long-baseline refinement: lines must stay put over the height
+            delta = _residual_skew(prof)
+            if delta is None or abs(delta) < 2e-4:
+                break
+            skew = float(np.clip(skew + delta, -SKEW_MAX_DEG, SKEW_MAX_DEG))
+            prof = _profiles(grey, skew, thr)
+    lay = Layout(shape=(h, w), skew_deg=float(skew), threshold=thr, skew_confidence=conf,
+                 log_bottom=h, notes=notes)
+    lines, sections = _find_lines_and_sections(prof, h)
+    if not lines:
+        notes.append("no vertical track lines found: tracks not detected")
+    lay.lines = lines
+    if sections:
+        sections = _refine_sections(grey, skew, thr, lines, sections)
+    body = sections or [(0, h)]
+    lay.sections = sections
+    lay.header_bottom, lay.log_bottom = body[0][0], body[-1][1]
+    if not sections and lines:
+        notes.append("no log body with continuous track lines found: header boundary unknown")
+    rows_mask = np.zeros(h, bool)
+    for a, b in body:
+        rows_mask[a:b] = True
+    tracks, depth = _find_tracks(lines, prof, rows_mask, w)
+    lay.tracks, lay.depth_track = tracks, depth
+    if lines and not tracks:
+        notes.append("vertical lines found but no track with a horizontal grid")
+    if depth is None and tracks:
+        notes.append("no depth track found")
+    minor, major, grid_rows = _find_grid(prof, tracks, rows_mask)
+    lay.grid_minor_px, lay.grid_major_px = minor, major
+    if minor is None:
+        notes.append("no regular horizontal grid found")
+    if sections and grid_rows is not None:
+        lay.header_bottom = _refine_header(grid_rows, minor, sections[0])
+        lay.sections[0] = (lay.header_bottom, lay.sections[0][1])
+    if abs(skew) > SKEW_MAX_DEG - SKEW_STEP_DEG:
+        notes.append(f"skew {skew:.2f} deg is at the end of the search range: check the scan")
+    return lay
+
+
+# -- skew --------------------------------------------------------------------
+
+def estimate_skew(grey: np.ndarray, thr: int | None = None) -> tuple[float, float]:
+    """Skew of the scan in degrees (clockwise positive) and a 0..1 confidence.
+
+    Each of up to :data:`SKEW_MAX_BANDS` bands of :data:`SKEW_BAND_ROWS` rows votes for
+    the angle whose shear makes vertical lines (column profile) and horizontal lines
+    (row profile) sharpest; the result is the weighted median of the votes.
+    """
+    h, w = grey.shape
+    thr = ink_threshold(grey) if thr is None else thr
+    hb = min(SKEW_BAND_ROWS, h)
+    nb = max(1, min(SKEW_MAX_BANDS, h // hb))
+    starts = np.linspace(0, h - hb, nb).astype(int) if nb > 1 else [0]
+    angles = np.arange(-SKEW_MAX_DEG, SKEW_MAX_DEG + 1e-9, SKEW_STEP_DEG)
+    votes, weights = [], []
+    for s in starts:
+        ink = grey[s:s + hb] < thr
+        if ink.mean() < 1e-4:
+            continue
+        score = _shear_scores(ink, angles)
+        k = int(np.argmax(score))
+        base = float(np.median(score))
+        if score[k] <= base * 1.02:
+            continue
+        a = float(angles[k])
+        if 0 < k < len(angles) - 1:  # parabolic refinement
+            y0, y1, y2 = score[k - 1], score[k], score[k + 1]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                a += float(0.5 * (y0 - y2) / den) * SKEW_STEP_DEG
+        # refine on a fine grid around the coarse peak
+        fine = np.linspace(a - SKEW_STEP_DEG, a + SKEW_STEP_DEG, 21)
+        fs = _shear_scores(ink, fine)
+        j = int(np.argmax(fs))
+        a = float(fine[j])
+        if 0 < j < len(fine) - 1:
+            y0, y1, y2 = fs[j - 1], fs[j], fs[j + 1]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                a += float(0.5 * (y0 - y2) / den) * (fine[1] - fine[0])
+        votes.append(a)
+        weights.append(score[k] / base - 1.0)
+    if not votes:
+        return 0.0, 0.0
+    v = np.array(votes)
+    wt = np.array(weights)
+    order = np.argsort(v)
+    cw = np.cumsum(wt[order])
+    med = float(v[order][np.searchsorted(cw, cw[-1] / 2.0)])
+    agree = float(wt[np.abs(v - med) <= 0.1].sum() / wt.sum())
+    return med, agree
+
+
+def _shear_scores(ink: np.ndarray, angles: np.ndarray, chunks: int = 16) -> np.ndarray:
+    """Sharpness (sum of squared profile) of the column profile and row profile of
+    ``ink`` [h, w] bool after undoing a clockwise rotation by each angle (shear
+    approximation within the band)."""
+    h, w = ink.shape
+    m = max(1, min(chunks, h // 16))
+    hh = (h // m) * m
+    colp = ink[:hh].reshape(m, hh // m, w).sum(1, dtype=np.float32)  # [m, w]
+    rc = (np.arange(m) + 0.5) * (hh / m) - hh / 2.0                  # chunk row offsets
+    n = max(1, min(chunks, w // 16))
+    ww = (w // n) * n
+    rowp = ink[:, :ww].reshape(h, n, ww // n).sum(2, dtype=np.float32).T  # [n, h]
+    cc = (np.arange(n) + 0.5) * (ww / n) - ww / 2.0
+    out = np.empty(len(angles), np.float64)
+    for i, ang in enumerate(angles):
+        t = math.tan(math.radians(ang))
+        # clockwise rotation: a vertical line drifts left going down (x = x0 - t dy),
+        # a horizontal line drifts down going right (y = y0 + t dx)
+        out[i] = _shifted_sq(colp, rc * t) + _shifted_sq(rowp, -cc * t)
+    return out
+
+
+def _shifted_sq(prof: np.ndarray, shifts: np.ndarray) -> float:
+    """Sum over positions of (sum_k prof[k] shifted by shifts[k])^2, linear interp."""
+    m, n = prof.shape
+    acc = np.zeros(n + 2 * (int(np.abs(shifts).max()) + 2), np.float32)
+    off = (len(acc) - n) // 2
+    for k in range(m):
+        s = shifts[k]
+        i = int(math.floor(s))
+        f = s - i
+        a0 = off + i
+        acc[a0:a0 + n] += (1 - f) * prof[k]
+        acc[a0 + 1:a0 + 1 + n] += f * prof[k]
+    return float(np.dot(acc, acc))
+
+
+# -- one pass over the deskewed scan ---------------------------------------------
+
+@dataclass
+class _Profiles:
+    strip_rows: int
+    col: np.ndarray       # [n_strips, W] uint16: ink per column per strip
+    strip_h: np.ndarray   # [n_strips] rows in each strip
+    rowbins: np.ndarray   # [H, nbins] uint16: ink per row per column bin
+    bin_w: int
+    rowink: np.ndarray    # [H] int32 ink per row (whole width)
+    dark: np.ndarray      # [n_strips, W] uint32: sum of (255 - grey) per column per strip
+
+
+def _profiles(grey: np.ndarray, skew: float, thr: int) -> _Profiles:
+    h, w = grey.shape
+    s = STRIP_ROWS
+    ns = (h + s - 1) // s
+    bw = max(4, int(math.ceil(w / 256)))
+    nb = (w + bw - 1) // bw
+    col = np.zeros((ns, w), np.uint16)
+    dark = np.zeros((ns, w), np.uint32)
+    strip_h = np.zeros(ns, np.int32)
+    rowbins = np.zeros((h, nb), np.uint16)
+    big = 8 * s  # deskew 8 strips per warp
+    for b0 in range(0, h, big):
+        b1 = min(h, b0 + big)
+        blk = _deskew_rows(grey, skew, b0, b1)
+        for r0 in range(b0, b1, s):
+            r1 = min(b1, r0 + s)
+            ink = blk[r0 - b0:r1 - b0] < thr
+            si = r0 // s
+            col[si] = ink.sum(0, dtype=np.uint16)
+            dark[si] = np.subtract(255, blk[r0 - b0:r1 - b0]).sum(0, dtype=np.uint32)
+            strip_h[si] = r1 - r0
+            pad = np.zeros((r1 - r0, nb * bw), bool)
+            pad[:, :w] = ink
+            rowbins[r0:r1] = pad.reshape(r1 - r0, nb, bw).sum(2, dtype=np.uint16)
+    rowink = rowbins.sum(1, dtype=np.int32)
+    return _Profiles(s, col, strip_h, rowbins, bw, rowink, dark)
+
+
+def _residual_skew(prof: _Profiles, group_rows: int | None = None) -> float | None:
+    """Skew (deg) left in a deskewed pass, from the drift of vertical lines down the scan.
+
+    Column darkness profiles are summed over groups of strips; lines are seeded at the
+    spikes of the group with the most line structure and followed group by group up
+    and down (centroid in a +-3 px window, so slow drift is tracked over any height).
+    The drift slope of each line is fitted; the span-weighted median slope gives the
+    skew. None when there is not enough line structure.
+    """
+    s = prof.strip_rows
+    ns = len(prof.strip_h)
+    if group_rows is None:  # >= 8 groups on short scans, 2,048 rows on long ones
+        group_rows = int(min(2048, max(s, s * (ns // 8))))
+    gs = max(1, group_rows // s)
+    ng = ns // gs
+    if ng < 3:
+        return None
+    full = prof.strip_h >= s // 2
+    cont = (prof.col.astype(np.float32) >= LINE_FILL * prof.strip_h[:, None]) & full[:, None]
+    dark = prof.dark.astype(np.float64)
+    dark[~full] = 0
+    g = dark[:ng * gs].reshape(ng, gs, -1).sum(1)               # [ng, W]
+    gc = cont[:ng * gs].reshape(ng, gs, -1).mean(1)             # line share per group
+    ys = (np.arange(ng) + 0.5) * gs * s
+    ref = int(np.argmax((gc >= 0.75).sum(1)))
+    w = g.shape[1]
+    seeds = [int(round((a + b - 1) / 2)) for a, b in _runs(gc[ref] >= 0.75) if b - a <= 12]
+    half = 3
+    slopes, weights = [], []
+    for x0 in seeds:
+        pts = {}
+        for direction in (1, -1):
+            x = float(x0)
+            j = ref
+            base_mass = None
+            while 0 <= j < ng:
+                c = int(round(x))
+                lo, hi = c - half, c + half + 1
+                if lo < 0 or hi > w:
+                    break
+                win = g[j, lo:hi]
+                win = win - win.min()
+                mass = win.sum()
+                if base_mass is None:
+                    base_mass = mass
+                if mass <= 0 or mass < 0.3 * base_mass:
+                    break
+                x = float((np.arange(lo, hi) * win).sum() / mass)
+                pts[j] = x
+                j += direction
+        if len(pts) >= 3:
+            jj = np.array(sorted(pts))
+            yy, xx = ys[jj], np.array([pts[k] for k in jj])
+            slopes.append(np.polyfit(yy, xx, 1)[0])
+            weights.append(float((yy[-1] - yy[0]) ** 2 * len(jj)))
+    if not slopes:
+        return None
+    sl, wt = np.array(slopes), np.array(weights)
+    order = np.argsort(sl)
+    cw = np.cumsum(wt[order])
+    slope = float(sl[order][np.searchsorted(cw, cw[-1] / 2.0)])
+    # remaining clockwise skew d makes lines drift left going down: slope = -tan d
+    return float(-math.degrees(math.atan(slope)))
+
+
+# -- vertical lines and sections -------------------------------------------------
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a 1-D bool array as (start, end) half-open."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    d = np.flatnonzero(m[1:] != m[:-1])
+    return [(int(a), int(b)) for a, b in zip(d[::2], d[1::2])]
+
+
+def _line_presence(cont: np.ndarray) -> np.ndarray:
+    """cont [n, W] bool -> the same with +-1 column tolerance."""
+    d = cont.copy()
+    d[:, 1:] |= cont[:, :-1]
+    d[:, :-1] |= cont[:, 1:]
+    return d
+
+
+def _find_lines_and_sections(prof: _Profiles, h: int):
+    col = prof.col.astype(np.float32)
+    sh = prof.strip_h.astype(np.float32)[:, None]
+    full = sh[:, 0] >= prof.strip_rows // 2          # ignore a short last strip
+    cont = (col >= LINE_FILL * sh) & full[:, None]    # [ns, W]
+    pres = _line_presence(cont)
+    nfull = max(1, int(full.sum()))
+    freq = pres.sum(0) / nfull
+    cand = [(a, b) for a, b in _runs(freq >= 0.2) if b - a <= 40]
+    if not cand:
+        return [], []
+    # body strips: carry most candidate lines
+    cols = np.array([(a + b - 1) // 2 for a, b in cand])
+    per_strip = pres[:, cols].mean(1)
+    body = (per_strip >= 0.5) & full
+    # close 1-strip holes (a label or stamp across the lines)
+    for i in range(1, len(body) - 1):
+        if not body[i] and body[i - 1] and body[i + 1] and full[i]:
+            body[i] = True
+    min_len = max(2, int(math.ceil(0.03 * h / prof.strip_rows)))
+    sruns = [(a, b) for a, b in _runs(body) if b - a >= min_len]
+    if not sruns:
+        sruns = [(a, b) for a, b in _runs(body)]
+        if not sruns:
+            return [], []
+        sruns = [max(sruns, key=lambda r: r[1] - r[0])]
+    sel = np.zeros(len(body), bool)
+    for a, b in sruns:
+        sel[a:b] = True
+    freqb = pres[sel].mean(0)
+    freqc = cont[sel].mean(0)   # without the +-1 column tolerance
+    lines = []
+    for a, b in _runs(freqb >= 0.5):
+        if b - a > 40:   # a black band (scan edge, blotch), not a line
+            continue
+        core = np.flatnonzero(freqc[a:b] >= 0.5 * freqc[a:b].max())
+        if len(core):
+            a, b = a + int(core[0]), a + int(core[-1]) + 1
+        seg = cont[sel, a:b]
+        # thickness: median over body strips of continuous columns in this run
+        width = float(np.median(seg.sum(1))) if seg.size else float(b - a)
+        wts = col[sel, a:b].sum(0)
+        x = float((np.arange(a, b) * wts).sum() / max(1.0, wts.sum()))
+        lines.append({"x": x, "x0": a, "x1": b, "width": max(1.0, width),
+                      "presence": float(freqb[a:b].max())})
+    s = prof.strip_rows
+    sections = [(int(a * s), int(min(h, b * s))) for a, b in sruns]
+    return lines, sections
+
+
+def _refine_sections(grey, skew, thr, lines, sections):
+    """Move strip-aligned section edges to the first / last row where most vertical
+    lines are inked."""
+    h = grey.shape[0]
+    s = STRIP_ROWS
+    cols = np.array([int(round(ln["x"])) for ln in lines])
+    out = []
+    for a, b in sections:
+        def coverage(r0, r1):
+            r0, r1 = max(0, r0), min(h, r1)
+            if r1 <= r0:
+                return r0, np.zeros(0)
+            blk = _deskew_rows(grey, skew, r0, r1) < thr
+            hit = np.zeros((r1 - r0, len(cols)), bool)
+            for d in (-1, 0, 1):
+                hit |= blk[:, np.clip(cols + d, 0, blk.shape[1] - 1)]
+            cov = hit.mean(1)
+            k = 9  # running median-ish: mean over 9 rows
+            cov = np.convolve(cov, np.ones(k) / k, mode="same")
+            return r0, cov
+        r0, cov = coverage(a - s, a + s)
+        on = np.flatnonzero(cov >= 0.5)
+        na = int(r0 + on[0]) if len(on) else a
+        r0, cov = coverage(b - s, b + s)
+        on = np.flatnonzero(cov >= 0.5)
+        nb = int(r0 + on[-1] + 1) if len(on) else b
+        if nb > na:
+            out.append((na, nb))
+    return out or sections
+
+
+# -- tracks ------------------------------------------------------------------------
+
+def _gap_stats(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray):
+    """(grid share, ink share) of columns [x0, x1) over body rows: share of rows that
+    are inked across >= 60 % of the bins fully inside the gap, and mean ink fraction."""
+    bw = prof.bin_w
+    b0 = int(math.ceil(x0 / bw))
+    b1 = int(math.floor(x1 / bw))
+    if b1 - b0 < 1:
+        return 0.0, 0.0
+    sub = prof.rowbins[rows_mask, b0:b1].astype(np.float32) / bw
+    rowfrac = sub.mean(1)
+    return float((rowfrac >= 0.6).mean()), float(rowfrac.mean())
+
+
+def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
+    if len(lines) < 2:
+        return [], None
+    xs = [ln for ln in lines]
+    gaps = []
+    for a, b in zip(xs[:-1], xs[1:]):
+        g0, g1 = a["x1"], b["x0"]
+        grid, ink = _gap_stats(g0, g1, prof, rows_mask)
+        gaps.append({"left": a, "right": b, "x0": g0, "x1": g1, "grid": grid, "ink": ink})
+    best = max(g["grid"] for g in gaps)
+    if best <= 0.002:
+        return [], None
+    for g in gaps:
+        g["is_grid"] = g["grid"] >= max(0.002, 0.15 * best)
+    groups: list[list[dict]] = []
+    cur: list[dict] = []
+    for g in gaps:
+        if g["is_grid"]:
+            cur.append(g)
+        elif cur:
+            groups.append(cur)
+            cur = []
+    if cur:
+        groups.append(cur)
+    tracks = [(int(grp[0]["left"]["x0"]), int(grp[-1]["right"]["x1"])) for grp in groups]
+    tracks = _split_wide(tracks, lines)
+    # depth track: a non-grid gap with text, between or beside tracks
+    depth = None
+    cands = [g for g in gaps if not g["is_grid"] and 0.02 * w <= g["x1"] - g["x0"] <= 0.3 * w
+             and g["ink"] > 0.002]
+    if cands and tracks:
+        inner = [g for g in cands if tracks[0][0] <= g["x0"] and g["x1"] <= tracks[-1][1]]
+        pool = inner or cands
+        g = max(pool, key=lambda g: g["ink"])
+        depth = (int(g["left"]["x0"]), int(g["right"]["x1"]))
+    return tracks, depth
+
+
+def _split_wide(tracks: list[tuple[int, int]], lines: list[dict]) -> list[tuple[int, int]]:
+    """Split a track about twice as wide as the narrowest at its heaviest line near the
+    middle (two adjacent tracks sharing a border, e.g. API tracks 2 and 3)."""
+    if len(tracks) < 2:
+        return tracks
+    narrow = min(b - a for a, b in tracks)
+    out = []
+    for a, b in tracks:
+        wdt = b - a
+        if 1.6 * narrow <= wdt <= 2.4 * narrow:
+            mid = (a + b) / 2
+            inner = [ln for ln in lines if a < ln["x"] < b and abs(ln["x"] - mid) <= 0.1 * wdt]
+            widths = [ln["width"] for ln in lines if a < ln["x"] < b]
+            if inner and widths:
+                ln = max(inner, key=lambda ln: (ln["width"], -abs(ln["x"] - mid)))
+                if ln["width"] >= np.percentile(widths, 75):
+                    out += [(a, int(ln["x1"])), (int(ln["x0"]), b)]
+                    continue
+        out.append((a, b))
+    return out
+
+
+# -- horizontal grid -----------------------------------------------------------------
+
+def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
+    """(minor px, major px, per-row grid signal) from the row profile inside the tracks."""
+    if not tracks:
+        return None, None, None
+    bw = prof.bin_w
+    bins = []
+    for a, b in tracks:
+        b0, b1 = int(math.ceil(a / bw)) + 1, int(math.floor(b / bw)) - 1
+        bins.extend(range(b0, max(b0, b1)))
+    if not bins:
+        return None, None, None
+    sig = prof.rowbins[:, bins].astype(np.float32).sum(1) / (len(bins) * bw)  # [H] 0..1
+    body = np.flatnonzero(rows_mask)
+    if len(body) < 64:
+        return None, None, sig
+    x = sig[body[0]:body[-1] + 1].astype(np.float64)
+    x = x - x.mean()
+    n = len(x)
+    nfft = 1 << int(math.ceil(math.log2(2 * n)))
+    f = np.fft.rfft(x, nfft)
+    ac = np.fft.irfft(f * np.conj(f), nfft)[:n]
+    if ac[0] <= 0:
+        return None, None, sig
+    ac = ac / ac[0]
+    maxlag = min(n // 4, 2000)
+    lo = int(MIN_GRID_PX)
+    if maxlag <= lo + 2:
+        return None, None, sig
+    seg = ac[lo:maxlag]
+    # local maxima
+    pk = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
+    if len(pk) == 0:
+        return None, None, sig
+    top = seg[pk].max()
+    if top < 0.1:
+        return None, None, sig
+    # minor spacing: first local max reaching half the strongest one
+    k = int(pk[np.flatnonzero(seg[pk] >= 0.5 * top)[0]]) + lo
+    p = _parabolic(ac, k)
+    # refine on a far multiple
+    mult = max(1, int(min(maxlag - 2, 40 * p) // p))
+    for m in (mult, max(1, mult // 2)):
+        j = int(round(m * p))
+        lo_j, hi_j = max(1, j - max(2, int(0.15 * p))), min(n - 2, j + max(2, int(0.15 * p)))
+        if hi_j <= lo_j:
+            continue
+        jj = lo_j + int(np.argmax(ac[lo_j:hi_j + 1]))
+        if ac[jj] > 0.3 * ac[k]:
+            p = _parabolic(ac, jj) / m
+            break
+    minor = float(p)
+    major = _find_major(sig, body, minor)
+    return minor, major, sig
+
+
+def _parabolic(y: np.ndarray, k: int) -> float:
+    if 0 < k < len(y) - 1:
+        den = y[k - 1] - 2 * y[k] + y[k + 1]
+        if den < 0:
+            return k + 0.5 * (y[k - 1] - y[k + 1]) / den
+    return float(k)
+
+
+def _grid_line_strengths(sig: np.ndarray, r0: int, r1: int, p: float):
+    """Strength and row of each grid line in [r0, r1): local max of ``sig`` near each
+    lattice position, lattice phase from the data."""
+    x = sig[r0:r1]
+    n = len(x)
+    nper = int(n // p)
+    if nper < 4:
+        return np.array([]), np.array([])
+    # phase: fold onto the period
+    ph = np.arange(n) % p
+    hist = np.bincount(np.floor(ph).astype(int), weights=x, minlength=int(math.ceil(p)))
+    phase = float(np.argmax(hist))
+    half = max(1, int(0.25 * p))
+    rows, strengths = [], []
+    t = phase
+    while t < n:
+        c = int(round(t))
+        a, b = max(0, c - half), min(n, c + half + 1)
+        if b > a:
+            j = a + int(np.argmax(x[a:b]))
+            # line strength: ink in a +-1 row window around the peak
+            strengths.append(float(x[max(0, j - 1):j + 2].sum()))
+            rows.append(r0 + j)
+            t = j + p  # follow slow drift (paper stretch)
+        else:
+            t += p
+    return np.array(rows), np.array(strengths)
+
+
+def _find_major(sig: np.ndarray, body: np.ndarray, p: float) -> float | None:
+    rows, st = _grid_line_strengths(sig, int(body[0]), int(body[-1]) + 1, p)
+    if len(st) < 20:
+        return None
+    best, best_n = 1.0, None
+    for nper in (10, 5, 4, 2):  # prefer the longer period when both fit
+        if len(st) < 3 * nper:
+            continue
+        means = [st[i::nper].mean() for i in range(nper)]
+        i = int(np.argmax(means))
+        others = np.delete(np.arange(nper), i)
+        rest = np.mean([means[j] for j in others])
+        ratio = means[i] / max(rest, 1e-6)
+        if ratio > best * 1.05 and ratio >= 1.25:
+            best, best_n = ratio, nper
+    if best_n is None:
+        return None
+    return best_n * p
+
+
+def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:
+    """First row of the regular grid near the top of the first section."""
+    r0, r1 = section
+    if p is None:
+        return r0
+    lo = max(0, r0 - STRIP_ROWS)
+    hi = min(len(sig), r0 + 4 * STRIP_ROWS, r1)
+    rows, st = _grid_line_strengths(sig, lo, hi, p)
+    if len(st) < 6:
+        return r0
+    ref = np.median(st)
+    ok = st >= 0.5 * ref
+    gaps_ok = np.concatenate([[True], np.abs(np.diff(rows) - p) <= 0.25 * p + 1])
+    good = ok & gaps_ok
+    for i in range(len(good) - 4):
+        if good[i:i + 5].all():
+            r = int(rows[i])
+            while r > lo and sig[r - 1] >= 0.5 * sig[rows[i]]:
+                r -= 1
+            return r
+    return r0
