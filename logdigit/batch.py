@@ -582,11 +582,15 @@ class Manifest:
                        (_now(), state, counts.get("done", 0), counts.get("failed", 0),
                         counts.get("skipped", 0), pages, round(wall_s, 3), run_id))
 
-    def mark_skipped(self, run_id: int, keys: Iterable[str]) -> None:
-        """Record that this run passed over ``keys`` (status unchanged)."""
+    def mark_skipped(self, run_id: int, plans: Iterable["Planned"]) -> None:
+        """Record that this run passed over these inputs (status unchanged; the new
+        size and mtime of a touched but unchanged scan stored)."""
+        plans = list(plans)
         with self.transaction() as db:
             db.executemany("UPDATE scans SET last_action='skipped', run_id=? WHERE key=?",
-                           [(run_id, k) for k in keys])
+                           [(run_id, p.job.key) for p in plans])
+            db.executemany("UPDATE scans SET size=?, mtime_ns=? WHERE key=?",
+                           [(*p.restat, p.job.key) for p in plans if p.restat])
 
     def record(self, run_id: int, job: Job, plan: "Planned", result: dict) -> None:
         """Write one finished (done or failed) scan, replacing its previous row."""
@@ -622,6 +626,7 @@ class Planned:
     cal_sha256: str | None = None
     settings_sha256: str = ""
     attempts: int = 0
+    restat: tuple[int, int] | None = None  # (size, mtime_ns) to store for a touched file
 
 
 def _calibration_for(scan: str, template: str | None) -> str | None:
@@ -680,14 +685,18 @@ def _changed(row: sqlite3.Row, pl: Planned, out_dir: Path, rehash: bool) -> str:
         st = os.stat(key)
     except OSError:
         return "input unreadable"
-    if row["sha256"] is None:
-        return "not hashed before"
-    if rehash or st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
+    moved = st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]
+    if row["sha256"] is None:  # failed before it was hashed (a worker crash): go by stat
+        if moved:
+            return "scan changed"
+    elif rehash or moved:
         try:
             if sha256_file(key) != row["sha256"]:
                 return "scan changed"
         except OSError:
             return "input unreadable"
+        if moved:
+            pl.restat = (st.st_size, st.st_mtime_ns)  # same bytes: remember the new stat
     if pl.calibration != row["calibration"] or pl.cal_sha256 != row["cal_sha256"]:
         return "calibration changed"
     if pl.settings_sha256 != row["settings_sha256"]:
@@ -1034,9 +1043,6 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
                          f"(scans end in {', '.join(SCAN_EXTENSIONS)})")
     if scheduler is None:
         workers = default_workers() if workers is None else max(0, int(workers))
-        if s.threads is None:
-            runner = dataclasses.replace(runner, settings=dataclasses.replace(
-                s, threads=threads_per_worker(max(1, workers))))
     report = BatchReport(out_dir=out_dir, manifest=out_dir / MANIFEST_NAME)
     with _out_dir_lock(out_dir):
         stale = remove_stale_temps(out_dir)
@@ -1064,15 +1070,19 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
     rows = manifest.rows()
     report.failures += [(p.job.rel, rows[p.job.key]["error"] or "") for p in skipped
                         if p.why != "done and unchanged"]
+    n_tasks = sum(not p.job.missing for p in to_do)
+    if scheduler is None:
+        workers = min(workers, n_tasks) if workers else 0
+        if s.threads is None:  # workers x threads = cores
+            s = dataclasses.replace(s, threads=threads_per_worker(max(1, workers)))
+            runner = dataclasses.replace(runner, settings=s)
+        if n_tasks and runner.make_segmenter is not None:
+            # fail fast on a bad model, before any worker starts; the workers load their own
+            runner.make_segmenter(s)
     run_id = report.run_id = manifest.start_run(argv, None if scheduler is None else str(scheduler),
                                                 0 if scheduler else workers)
-    manifest.mark_skipped(run_id, [p.job.key for p in skipped])
+    manifest.mark_skipped(run_id, skipped)
     log(f"{len(jobs)} scans: {len(to_do)} to convert, {len(skipped)} skipped")
-
-    if to_do and runner.make_segmenter is not None and scheduler is None:
-        # fail fast on a bad model, before any worker starts
-        del_me = runner.make_segmenter(s)
-        del del_me
 
     by_key = {p.job.key: p for p in to_do}
     bar = None
@@ -1083,6 +1093,10 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
 
     def on_result(res: dict) -> None:
         pl = by_key[res["key"]]
+        if res.get("size") is None:  # crashed before the worker looked: stat it here
+            with contextlib.suppress(OSError):
+                st = os.stat(res["key"])
+                res = {**res, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         manifest.record(run_id, pl.job, pl, res)
         if res["status"] == "done":
             report.counts["done"] += 1
@@ -1108,7 +1122,7 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
         elif workers == 0:
             _run_inline(tasks, runner, on_result)
         else:
-            _run_pool(tasks, runner, min(workers, len(tasks)), on_result)
+            _run_pool(tasks, runner, workers, on_result)
     except KeyboardInterrupt:
         state = "interrupted"
         report.interrupted = True

@@ -212,6 +212,7 @@ def test_template_sidecar_and_touch_without_change(tmp_path):
     os.utime(scans[0], ns=(1, 1))  # new mtime, same bytes: hashed again, still skipped
     rep = B.run_batch([tmp_path / "in"], out, calibration=tpl, workers=0, runner=FAKE)
     assert rep.counts["skipped"] == 2
+    assert _rows(out)["b/000.tif"]["mtime_ns"] == 1  # the new stat is remembered
     tpl.write_text(tpl.read_text() + "# edited\n")
     rep = B.run_batch([tmp_path / "in"], out, calibration=tpl, workers=0, runner=FAKE)
     assert rep.counts == {"done": 1, "failed": 0, "skipped": 1}  # only the template user
@@ -276,6 +277,8 @@ def test_pool_matches_inline_loads_model_once_per_worker_survives_crash(tmp_path
     used = {r["worker"].rsplit(":", 1)[1] for r in rows.values() if r["status"] == "done"}
     assert used <= set(worker_loads)  # each converting worker loaded its own model ...
     assert rep.counts["done"] > len(used)  # ... and reused it
+    rep = B.run_batch([tmp_path / "in"], tmp_path / "pool", workers=2, runner=runner)
+    assert rep.counts == {"done": 0, "failed": 0, "skipped": 6} and rep.failed_earlier == 1
 
 
 # ---------------------------------------------------------------------------
@@ -366,3 +369,27 @@ def test_dask_local_cluster_matches_local_pool(tmp_path):
     local = _rows(tmp_path / "local")
     assert {k: (r["status"], r["error"]) for k, r in rows.items()} == \
         {k: (r["status"], r["error"]) for k, r in local.items()}
+
+
+# ---------------------------------------------------------------------------
+# the command line
+# ---------------------------------------------------------------------------
+
+def test_cli_usage_and_input_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from logdigit.cli import main
+
+    r = CliRunner().invoke(main, ["batch", "-o", str(tmp_path / "out")], prog_name="logdigit")
+    assert r.exit_code == 2 and "INPUT" in r.output
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "out")],
+                           prog_name="logdigit")
+    assert r.exit_code == 1
+    assert r.output.startswith("logdigit: error: no scans found") and r.output.count("\n") == 1
+    bad_tpl = tmp_path / "tpl.yaml"
+    bad_tpl.write_text("depth: [")
+    _tiff(tmp_path / "in" / "a.tif", 1)
+    r = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                                  "--calibration", str(bad_tpl)])
+    assert r.exit_code == 1 and "tpl.yaml: not valid YAML" in r.output

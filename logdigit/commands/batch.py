@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 
 import click
@@ -47,13 +48,22 @@ def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_fail
     settings = ConvertSettings(model=model, device=device, threads=threads, fmt=fmt, step=step,
                                qc=qc, page=page)
     progress = not quiet and sys.stderr.isatty()
-    report = run_batch(inputs, out_dir, calibration=template, workers=workers,
-                       scheduler=scheduler, retry_failed=retry_failed, rehash=rehash,
-                       settings=settings, progress=progress,
-                       argv=shlex.join(["logdigit", "batch", *sys.argv[2:]]),
-                       log=None if quiet else (lambda m: click.echo(m, err=True)))
+    # a queue's walltime SIGTERM ends the run like Ctrl-C: manifest closed, summary printed
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_batch(inputs, out_dir, calibration=template, workers=workers,
+                           scheduler=scheduler, retry_failed=retry_failed, rehash=rehash,
+                           settings=settings, progress=progress,
+                           argv=shlex.join(["logdigit", "batch", *sys.argv[2:]]),
+                           log=None if quiet else (lambda m: click.echo(m, err=True)))
+    finally:
+        signal.signal(signal.SIGTERM, old)
     click.echo(report.summary())
     if report.interrupted:
         sys.exit(130)
     if not report.ok:
         sys.exit(1)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
