@@ -1,0 +1,45 @@
+"""``logdigit convert``: one scan -> LAS (or CSV), optional QC overlay."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("scan", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Output file (LAS 2.0, or CSV with --format csv).")
+@click.option("--calibration", "calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibration YAML (default: SCAN.yaml beside the scan if present, else an "
+                   "uncalibrated read).")
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="ONNX segmentation model (default: the model shipped with logdigit).")
+@click.option("--page", type=click.IntRange(min=0), default=None,
+              help="Page of a multi-page TIFF (0-based, default 0).")
+@click.option("--format", "fmt", type=click.Choice(["las", "csv"]), default="las",
+              show_default=True, help="Output format; CSV adds a confidence column per curve.")
+@click.option("--qc", "qc", type=click.Path(dir_okay=False), default=None,
+              help="Write a QC overlay PNG: the curves read, drawn over the scan.")
+@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Depth step (default 0.5 FT / 0.1 M; 1 row when uncalibrated).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Inference threads (default: all cores).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar and no notes on stderr.")
+def convert(scan, output, calibration, model, page, fmt, qc, step, threads, device, quiet):
+    """Digitise the curves of SCAN (TIFF, PNG, JPEG) into a LAS file.
+
+    Exit status: 0 written, 1 failed (bad scan, calibration or model), 2 bad usage.
+    """
+    from ..pipeline import convert_file
+
+    res = convert_file(scan, output, calibration=calibration, model=model, page=page, fmt=fmt,
+                       qc_path=qc, step=step, threads=threads, device=device,
+                       progress=not quiet and sys.stderr.isatty())
+    if not quiet:
+        for w in res.warnings:
+            click.echo(f"logdigit: note: {scan}: {w}", err=True)
+        cov = ", ".join(f"{m} {100 * c:.0f}%" for m, c in res.curves) or "no curves"
+        click.echo(f"logdigit: wrote {', '.join(str(p) for p in res.outputs)} ({cov})", err=True)

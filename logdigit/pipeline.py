@@ -1,0 +1,519 @@
+"""The whole conversion: read -> layout -> deskew -> segment -> vectorise -> LAS/CSV -> QC.
+
+:func:`convert_file` is what ``logdigit convert`` and the batch runner call;
+:func:`digitise` is the pure part after segmentation (class masks in, depth table
+out), used directly by tests and the tracker-only benchmark.
+
+Frames: calibration rows/columns are pixels of the scan as stored; the layout's
+skew maps them into the deskewed frame where tracks are vertical. Depth ties are
+mapped at the depth track's centre column (else the image centre), track columns
+at the scan's centre row (:meth:`Layout.columns_to_deskewed`). Calibrated track
+edges within a few pixels of a detected track's border lines are snapped to the
+detected line centres.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .calibration import (Calibration, CurveCalibration, DepthCalibration, DepthTie,
+                          load_calibration)
+from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
+from .errors import CalibrationError, LayoutError
+from .las import FORMATS, CurveColumn, DepthTable, write_table
+from .qc import QCCurve, write_overlay
+from .vectorise import (TrackerConfig, depth_grid, resample_rows, trace_curves, track_window)
+
+#: named colours for the calibration ``color`` key (RGB)
+NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0), "red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 160, 50),
+    "magenta": (210, 40, 200), "purple": (130, 40, 160), "cyan": (20, 180, 210),
+    "orange": (240, 140, 20), "brown": (140, 80, 30), "grey": (128, 128, 128),
+    "gray": (128, 128, 128), "darkblue": (20, 30, 130), "darkgreen": (20, 100, 30),
+    "darkred": (140, 20, 20),
+}
+#: tracks from the calibration snap to detected border lines this close (px, or 2 %)
+SNAP_PX = 6.0
+#: uncalibrated reads keep a style only when read on this share of the rows
+MIN_UNCALIBRATED_COVERAGE = 0.05
+#: rows of context segmented above and below the rows read
+SEGMENT_MARGIN = 64
+
+
+@dataclass
+class TrackPlan:
+    """A track to read, in the deskewed frame: edges ``xl``/``xr`` (pixel-index
+    columns of fraction 0 and 1) and its curves (None for an uncalibrated read)."""
+
+    index: int
+    xl: float
+    xr: float
+    curves: list[CurveCalibration] | None
+    source: str = "calibration"   # calibration | detected | snapped | whole-width
+
+
+@dataclass
+class ReadPlan:
+    """What to read and how rows map to depth (deskewed frame)."""
+
+    tracks: list[TrackPlan]
+    rows: tuple[int, int]
+    calibrated: bool
+    depth: DepthCalibration | None   # ties in deskewed rows (None: uncalibrated)
+    notes: list[str] = field(default_factory=list)
+
+    def depth_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self.depth is None:
+            return np.asarray(rows, dtype=np.float64)
+        return Calibration(depth=self.depth).depth_at(rows)
+
+    @property
+    def unit(self) -> str:
+        return "PX" if self.depth is None else self.depth.unit
+
+
+@dataclass
+class Digitised:
+    """Result of :func:`digitise`: the table, what the QC overlay draws, the plan."""
+
+    table: DepthTable
+    qc_curves: list[QCCurve]
+    plan: ReadPlan
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConvertResult:
+    """What :func:`convert_file` did.
+
+    ``outputs``: files written; ``curves``: (mnemonic, coverage of depth samples 0..1);
+    ``timings``: stage -> seconds; ``calibrated``: read with a calibration.
+    """
+
+    scan: Path
+    outputs: list[Path]
+    curves: list[tuple[str, float]]
+    warnings: list[str]
+    timings: dict[str, float]
+    calibrated: bool
+    skew_deg: float = 0.0
+
+
+# ---------------------------------------------------------------------------
+# planning
+# ---------------------------------------------------------------------------
+
+def _line_centres(layout, track: tuple[int, int]) -> tuple[float, float]:
+    """Centres of a detected track's left and right border lines."""
+    xl, xr = float(track[0]), float(track[1] - 1)
+    for ln in layout.lines:
+        if int(ln["x0"]) == track[0]:
+            xl = float(ln["x"])
+        if int(ln["x1"]) == track[1]:
+            xr = float(ln["x"])
+    return xl, xr
+
+
+def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
+              path: str | None = None) -> ReadPlan:
+    """Map a calibration (stored pixels) into the deskewed frame, or plan an
+    uncalibrated read of the detected tracks.
+
+    Raises
+    ------
+    CalibrationError
+        the calibration does not fit the image.
+    LayoutError
+        the calibration leaves track columns to detection and too few were found.
+    """
+    H, W = shape
+    detected = [_line_centres(layout, t) for t in layout.tracks]
+    notes: list[str] = []
+    body = (max(0, int(layout.header_bottom)), min(H, int(layout.log_bottom) or H))
+    if body[1] - body[0] < 16:
+        body = (0, H)
+    if calibration is None:
+        tracks = [TrackPlan(i, xl, xr, None, "detected") for i, (xl, xr) in enumerate(detected)]
+        if not tracks:
+            tracks = [TrackPlan(0, 0.0, float(W - 1), None, "whole-width")]
+            notes.append("no tracks detected: the whole width was read as one track")
+        return ReadPlan(tracks, body, False, None, notes)
+
+    calibration.validate_image(W, H, path)
+    dcx = W / 2.0 if layout.depth_track is None else sum(layout.depth_track) / 2.0
+    tie_rows = np.array([t.row for t in calibration.depth.ties], np.float64)
+    r_desk = layout.to_deskewed(tie_rows, np.full_like(tie_rows, dcx))[0]
+    if np.any(np.diff(r_desk) <= 0):
+        raise CalibrationError("depth ties are too close together to survive deskewing: "
+                               "use ties further apart", path)
+    ties = [DepthTie(float(r), t.depth) for r, t in zip(r_desk, calibration.depth.ties)]
+    depth = DepthCalibration(unit=calibration.depth.unit, ties=ties)
+    if calibration.depth.rows is not None:
+        rr = np.array(calibration.depth.rows, np.float64)
+        rd = layout.to_deskewed(rr, np.full_like(rr, W / 2.0))[0]
+        rows = (max(0, int(math.floor(rd[0]))), min(H, int(math.ceil(rd[1]))))
+    else:
+        rows = body
+    tracks = []
+    for i, tc in enumerate(calibration.tracks):
+        if not tc.curves:
+            continue
+        if tc.x is None:
+            if i >= len(detected):
+                raise LayoutError(
+                    f"tracks[{i}] has no x and only {len(detected)} track(s) were detected "
+                    f"on the scan: give tracks[{i}].x = [left, right] pixel columns", path)
+            xl, xr = detected[i]
+            src = "detected"
+        else:
+            xl, xr = (float(v) for v in layout.columns_to_deskewed(np.array(tc.x, np.float64)))
+            src = "calibration"
+            tol = max(SNAP_PX, 0.02 * (xr - xl))
+            near = [d for d in detected if abs(d[0] - xl) <= tol and abs(d[1] - xr) <= tol]
+            if near:
+                xl, xr = min(near, key=lambda d: abs(d[0] - xl) + abs(d[1] - xr))
+                src = "snapped"
+        tracks.append(TrackPlan(i, xl, xr, tc.curves, src))
+    return ReadPlan(tracks, rows, True, depth, notes)
+
+
+# ---------------------------------------------------------------------------
+# digitising (pure: masks in, table out)
+# ---------------------------------------------------------------------------
+
+def _colour_masks(rgb: np.ndarray, classes: np.ndarray, cls_ids: list[int], colours: list[str],
+                  rows: tuple[int, int], win: tuple[int, int], block: int = 4096
+                  ) -> list[np.ndarray]:
+    """Per curve: its class pixels whose colour is nearest that curve's colour."""
+    top, bottom = rows
+    c0, c1 = win
+    ref = np.array([NAMED_COLOURS[c] for c in colours], np.int32)   # [K, 3]
+    out = [np.zeros((bottom - top, c1 - c0), bool) for _ in colours]
+    for r0 in range(top, bottom, block):
+        r1 = min(bottom, r0 + block)
+        px = rgb[r0:r1, c0:c1].astype(np.int32)
+        d = ((px[:, :, None, :] - ref[None, None]) ** 2).sum(-1)     # [h, w, K]
+        near = d.argmin(-1)
+        cl = classes[r0:r1, c0:c1]
+        for k, cid in enumerate(cls_ids):
+            out[k][r0 - top:r1 - top] = (cl == cid) & (near == k)
+    return out
+
+
+def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
+             confidence: np.ndarray | None = None, rgb: np.ndarray | None = None,
+             step: float | None = None, binary: bool = False,
+             tracker: TrackerConfig | None = None, path: str | None = None,
+             plan: ReadPlan | None = None) -> Digitised:
+    """Class masks -> curves on a regular depth step.
+
+    Parameters
+    ----------
+    classes : uint8 [H, W]
+        Class ids of the **deskewed** scan (CLASS_MAP, or BINARY_CLASS_MAP when
+        ``binary``).
+    calibration : Calibration or None
+        Stored-pixel calibration (None: uncalibrated read of the detected tracks).
+    layout : logdigit.layout.Layout
+        Skew, detected tracks and log body of the scan.
+    confidence : uint8 [H, W] or None
+        Per-pixel confidence (255 = sure).
+    rgb : uint8 [H, W, 3] or None
+        Deskewed colour scan: curves of one style with ``color`` keys are split by it.
+    step : float or None
+        Output depth step (calibration unit; rows when uncalibrated); default
+        DEFAULT_STEP by unit, 1 row uncalibrated.
+    binary : bool
+        Model without styles: all curves of a track are read from class 1.
+    tracker : TrackerConfig or None
+    path : str or None
+        Calibration file named in errors.
+    plan : ReadPlan or None
+        A plan from :func:`plan_read` (made here when None).
+
+    Returns
+    -------
+    Digitised
+    """
+    H, W = classes.shape
+    cfg = tracker or TrackerConfig()
+    plan = plan or plan_read(calibration, layout, (H, W), path)
+    warnings = list(plan.notes)
+    top, bottom = plan.rows
+    curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
+    qc: list[QCCurve] = []
+    for tp in plan.tracks:
+        if tp.curves is None:   # uncalibrated: every style present
+            cls_list = [1] if binary else sorted(CLASS_TO_STYLE)
+            for cid in cls_list:
+                tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence,
+                                  rows=plan.rows)[0]
+                if tr is None or np.isfinite(tr.frac[top:bottom]).mean() < MIN_UNCALIBRATED_COVERAGE:
+                    continue
+                name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
+                curves_out.append((name, "FRAC", f"track {tp.index + 1} "
+                                   f"{'curve' if binary else CLASS_TO_STYLE[cid]}, fraction of "
+                                   "track width", tr.frac, tr.confidence, None))
+                qc.append(QCCurve(name, tr.frac, tr.observed, tp.xl, tp.xr))
+            continue
+        groups: dict[int, list[CurveCalibration]] = {}
+        for c in tp.curves:
+            groups.setdefault(1 if binary else STYLE_TO_CLASS[c.style], []).append(c)
+        for cid, cs in groups.items():
+            masks = None
+            if len(cs) > 1 or binary:
+                coloured = rgb is not None and all(c.color for c in cs) and len(cs) > 1
+                if coloured:
+                    unknown = [c.color for c in cs if c.color.lower() not in NAMED_COLOURS]
+                    if unknown:
+                        raise CalibrationError(
+                            f"color {unknown[0]!r} is unknown: use one of "
+                            f"{', '.join(sorted(NAMED_COLOURS))}", path)
+                    masks = _colour_masks(rgb, classes, [cid] * len(cs),
+                                          [c.color.lower() for c in cs], plan.rows,
+                                          track_window(tp.xl, tp.xr, W))
+                elif len(cs) > 1:
+                    warnings.append(
+                        f"track {tp.index + 1}: {len(cs)} {cs[0].style if not binary else ''} "
+                        f"curves ({', '.join(c.mnemonic for c in cs)}) without colours: "
+                        "assigned in reading order; check the QC overlay")
+            traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
+                                  wrap=[c.wrap for c in cs], confidence=confidence,
+                                  rows=plan.rows, masks=masks)
+            for c, tr in zip(cs, traces):
+                if tr is None:
+                    warnings.append(f"{c.mnemonic}: no {c.style} curve found in track "
+                                    f"{tp.index + 1}: written as NULL")
+                    frac = np.full(H, np.nan)
+                    conf = np.zeros(H)
+                    obs = np.zeros(H, bool)
+                else:
+                    frac, conf, obs = tr.frac, tr.confidence, tr.observed
+                descr = (f"track {tp.index + 1} {c.style}, {c.left:g}..{c.right:g} "
+                         f"{c.scale}{', wrapped' if c.wrap else ''}")
+                curves_out.append((c.mnemonic, c.unit, descr, frac, conf, c))
+                qc.append(QCCurve(c.mnemonic, frac, obs, tp.xl, tp.xr))
+
+    # resample to the regular depth step
+    rows_idx = np.arange(H, dtype=np.float64)
+    if plan.calibrated:
+        unit = plan.unit
+        step = float(step or DEFAULT_STEP[unit])
+        d_all = plan.depth_of_rows(rows_idx)
+        grid = depth_grid(float(d_all[top]), float(d_all[bottom - 1]), step)
+    else:
+        unit = "PX"
+        step = float(step or 1.0)
+        d_all = rows_idx
+        grid = depth_grid(float(top), float(bottom - 1), step)
+    columns = []
+    for mnem, cunit, descr, frac, conf, c in curves_out:
+        fr = resample_rows(d_all, frac, grid)
+        cf = resample_rows(d_all, conf, grid)
+        vals = fr if c is None else _values(fr, c)
+        cf = np.where(np.isfinite(vals), np.nan_to_num(cf), 0.0)
+        columns.append(CurveColumn(mnem, cunit, vals, cf, descr))
+    table = DepthTable(depth=grid, depth_unit=unit, step=step, curves=columns)
+    if not plan.calibrated:
+        table.notes.append("UNCALIBRATED: no calibration was given; DEPT is the (deskewed) "
+                           "pixel row and curves are fractions of the track width "
+                           "(0 = left edge, 1 = right edge)")
+    for col in columns:
+        if col.coverage < 0.5:
+            warnings.append(f"{col.mnemonic}: read on only {100 * col.coverage:.0f}% of the "
+                            "depth samples")
+    return Digitised(table, qc, plan, warnings)
+
+
+def _values(frac: np.ndarray, c: CurveCalibration) -> np.ndarray:
+    from .calibration import fraction_to_value
+    with np.errstate(over="ignore", invalid="ignore"):
+        return fraction_to_value(frac, c)
+
+
+def deskew_mask(mask: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Deskew a class (or any label) mask with nearest-neighbour sampling; areas from
+    outside the scan become 0."""
+    import cv2
+
+    from . import layout as lay
+    out = np.empty_like(mask)
+    h = mask.shape[0]
+    if abs(angle_deg) < lay.MIN_SKEW_DEG:
+        out[...] = mask
+        return out
+    # _deskew_rows fills outside the scan with 255: map that to background
+    for r0 in range(0, h, 2048):
+        r1 = min(h, r0 + 2048)
+        blk = lay._deskew_rows(mask, angle_deg, r0, r1, interpolation=cv2.INTER_NEAREST)
+        out[r0:r1] = np.where(blk == 255, 0, blk)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the whole conversion
+# ---------------------------------------------------------------------------
+
+def resolve_calibration(scan_path: Path, calibration) -> tuple[Calibration | None, str]:
+    """(calibration, how it was found): a path, a Calibration, the sidecar
+    ``scan.yaml`` / ``scan.yml`` beside the scan, or none."""
+    if isinstance(calibration, Calibration):
+        return calibration, "given"
+    if calibration is not None:
+        return load_calibration(calibration), os.fspath(calibration)
+    for suf in (".yaml", ".yml"):
+        side = scan_path.with_suffix(suf)
+        if side.is_file():
+            return load_calibration(side), os.fspath(side)
+    return None, "none"
+
+
+class _Bar:
+    """tqdm progress over rows, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, desc: str):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="row", leave=False, file=sys.stderr)
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter=None,
+                 page: int | None = None, fmt: str = "las", qc_path=None,
+                 step: float | None = None, threads: int | None = None, device: str = "cpu",
+                 progress: bool = False, tracker: TrackerConfig | None = None) -> ConvertResult:
+    """Convert one page of a scan to LAS (or CSV), optionally with a QC overlay.
+
+    Parameters
+    ----------
+    scan_path, out_path : path
+    calibration : path, Calibration or None
+        None: the sidecar ``scan.yaml`` beside the scan if any, else an uncalibrated
+        read (curves T1_SOLID ... as fractions of track width by pixel row).
+    model : path or None
+        ONNX model (None: the shipped model). Ignored when ``segmenter`` is given.
+    segmenter : logdigit.segment.Segmenter or None
+        A loaded model to reuse across scans.
+    page : int or None
+        Page of a multi-page file (0-based; None = 0).
+    fmt : "las" or "csv"
+    qc_path : path or None
+        Write the QC overlay PNG here.
+    step : float or None
+        Depth step (default DEFAULT_STEP by unit).
+    threads, device :
+        For the segmenter built here.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Raises
+    ------
+    LogdigitError
+        (ImageReadError, CalibrationError, ModelError, LayoutError) naming the file.
+    """
+    from . import layout as lay
+    from .io import read_scan
+    from .segment import Segmenter
+
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    scan_path, out_path = Path(scan_path), Path(out_path)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - t
+        t = now
+
+    cal, cal_src = resolve_calibration(scan_path, calibration)
+    seg = segmenter or Segmenter(model, threads=threads, device=device)
+    lap("model")
+    scan = read_scan(scan_path, 0 if page is None else page)
+    grey, rgb = scan.grey, scan.rgb
+    H, W = grey.shape
+    lap("read")
+    layout = lay.analyse(grey)
+    plan = plan_read(cal, layout, (H, W), None if cal_src in ("none", "given") else cal_src)
+    lap("layout")
+    if abs(layout.skew_deg) >= lay.MIN_SKEW_DEG:
+        grey = lay.deskew(grey, layout.skew_deg)
+        if rgb is not None and cal is not None and any(
+                c.color for tc in cal.tracks for c in tc.curves):
+            rgb = np.stack([lay.deskew(np.ascontiguousarray(rgb[..., k]), layout.skew_deg)
+                            for k in range(3)], -1)
+        scan.grey = None  # free the stored copy
+    lap("deskew")
+    top, bottom = plan.rows
+    s0, s1 = max(0, top - SEGMENT_MARGIN), min(H, bottom + SEGMENT_MARGIN)
+    classes = np.zeros((H, W), np.uint8)
+    conf = np.zeros((H, W), np.uint8)
+    bar = _Bar(progress, s1 - s0, scan_path.name)
+    try:
+        c_part, q_part = seg.predict(grey[s0:s1], progress=bar)
+    finally:
+        bar.close()
+    classes[s0:s1], conf[s0:s1] = c_part, q_part
+    del c_part, q_part
+    lap("segment")
+    dig = digitise(classes, cal, layout, confidence=conf, rgb=rgb, step=step,
+                   binary=seg.binary, tracker=tracker, plan=plan)
+    del classes, conf
+    lap("vectorise")
+    table = dig.table
+    table.source = os.fspath(scan_path)
+    table.params.update({
+        "MODEL": (seg.info.describe(), "segmentation model (ONNX)"),
+        "CALIB": (cal_src, "calibration used"),
+        "MODE": ("calibrated" if dig.plan.calibrated else "uncalibrated", "read mode"),
+        "PAGE": (str(scan.page), "page of the scan file (0-based)"),
+        "SKEW": (f"{layout.skew_deg:.3f}", "deskew angle applied (deg)"),
+        "ROWS": (f"{top}-{bottom}", "deskewed pixel rows read"),
+        "SRCV": (f"logdigit {__version__}", "digitiser"),
+    })
+    table.notes.insert(0, f"Digitised by logdigit {__version__} from {scan_path.name} "
+                          f"page {scan.page} with model {seg.info.path.name}; "
+                          f"calibration: {cal_src}")
+    for tp in dig.plan.tracks:
+        table.notes.append(f"track {tp.index + 1}: columns {tp.xl:.1f}..{tp.xr:.1f} "
+                           f"(deskewed, {tp.source})")
+    outputs = [write_table(table, out_path, fmt)]
+    lap("write")
+    if qc_path is not None:
+        outputs.append(write_overlay(qc_path, grey, dig.qc_curves, dig.plan.rows,
+                                     title=f"{scan_path.name} p{scan.page}: "
+                                           f"{'calibrated' if dig.plan.calibrated else 'UNCALIBRATED'}"))
+        lap("qc")
+    warnings = list(dig.warnings)
+    if not dig.plan.calibrated:
+        warnings.insert(0, "no calibration (no --calibration and no sidecar "
+                           f"{scan_path.with_suffix('.yaml').name}): curves are fractions of "
+                           "track width indexed by pixel row")
+    return ConvertResult(scan_path, outputs, [(c.mnemonic, c.coverage) for c in table.curves],
+                         warnings, timings, dig.plan.calibrated, float(layout.skew_deg))
+
+
+def result_summary(res: ConvertResult) -> dict[str, Any]:
+    """JSON-able summary of a :class:`ConvertResult`."""
+    return {"scan": os.fspath(res.scan), "outputs": [os.fspath(p) for p in res.outputs],
+            "curves": [[m, round(c, 4)] for m, c in res.curves], "warnings": res.warnings,
+            "timings": {k: round(v, 3) for k, v in res.timings.items()},
+            "calibrated": res.calibrated, "skew_deg": res.skew_deg}

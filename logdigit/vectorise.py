@@ -1,0 +1,374 @@
+"""Class masks -> per-row curve positions -> values on a regular depth step.
+
+Per track and line style, every image row offers *candidates*: the runs of pixels of
+that class in the row (runs closer than ``merge_px`` merged). A continuity-aware
+tracker (Viterbi dynamic programming over the candidates, row by row) picks at most
+one candidate per row so that the path is cheap:
+
+- moving from one row's run to the next costs ``jump_cost`` per pixel of gap between
+  the two runs beyond ``slack_px`` (runs that touch or overlap cost nothing, so steep
+  stretches drawn as long horizontal runs are free), plus ``smooth_cost`` per pixel
+  of centre displacement (breaks ties at crossings);
+- a row without a chosen candidate costs ``miss_cost`` (dash and dot gaps, crossings
+  where another class was drawn on top, grid lines); after a gap of ``n`` rows the
+  slack grows by ``gap_drift_px`` per row;
+- any jump costs at most ``teleport_cost``, so a curve that reappears far away after
+  a drop-out is picked up again, while an isolated blob shorter than about
+  ``teleport_cost / miss_cost`` rows far from the path is ignored.
+
+For a curve with backup traces (``wrap``) distances are measured around the track
+(period = track width), and the chosen positions are unwrapped to fractions < 0 or
+> 1. Several curves of one style in a track are read one after another, each on the
+candidates the earlier ones did not take (crossing rows become short gaps).
+
+The sub-pixel centre of a run ``[s, e)`` is ``(s + e - 1) / 2`` in pixel-index
+coordinates (pixel ``c`` is centred on ``c``). Gaps up to ``max_gap_px`` rows are
+bridged linearly; longer gaps stay NaN (NULL in the output).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calibration import CurveCalibration, fraction_to_value
+
+
+@dataclass
+class TrackerConfig:
+    """Tracker costs and gap rules (pixels / rows of the deskewed scan)."""
+
+    merge_px: int = 2             #: runs in one row closer than this are one candidate
+    slack_px: float = 2.0         #: free gap between consecutive rows' runs
+    jump_cost: float = 0.5        #: cost per px of gap beyond slack
+    smooth_cost: float = 0.02     #: cost per px of centre displacement
+    miss_cost: float = 1.0        #: cost per row without a candidate on the path
+    gap_drift_px: float = 1.5     #: extra slack per row of gap
+    teleport_cost: float = 25.0   #: the most any single jump costs
+    start_cost: float = 5.0       #: cost to begin the path
+    gap_hypotheses: int = 4       #: paths in a gap kept per row (distinct last runs)
+    max_gap_px: int = 60          #: bridge NaN gaps up to this many rows
+    blip_rows: int = 4            #: isolated stretches this short may be specks ...
+    blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
+    min_rows: int = 20            #: a curve read on fewer rows is dropped (noise)
+
+
+@dataclass
+class Runs:
+    """Horizontal runs of one class, sorted by row then column.
+
+    ``rows``, ``starts``, ``ends`` : int [K] (run = columns ``[start, end)``);
+    ``ptr`` : int [H + 1], the runs of row ``r`` are ``ptr[r]:ptr[r + 1]``.
+    """
+
+    rows: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    ptr: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ptr) - 1
+
+    def subset(self, keep: np.ndarray) -> "Runs":
+        """The runs where bool ``keep`` [K] is true."""
+        rows = self.rows[keep]
+        return Runs(rows, self.starts[keep], self.ends[keep],
+                    np.searchsorted(rows, np.arange(self.n_rows + 1)))
+
+
+def find_runs(mask: np.ndarray, merge_px: int = 2) -> Runs:
+    """Runs of true pixels per row of ``mask`` (bool [H, W]); runs separated by fewer
+    than ``merge_px`` false pixels are merged."""
+    H, W = mask.shape
+    m = np.zeros((H, W + 2), np.int8)
+    m[:, 1:-1] = mask
+    d = np.diff(m, axis=1)
+    r0, s = np.nonzero(d == 1)
+    _, e = np.nonzero(d == -1)
+    if len(s) and merge_px > 0:
+        new = np.ones(len(s), bool)
+        new[1:] = (r0[1:] != r0[:-1]) | (s[1:] - e[:-1] >= merge_px)
+        idx = np.flatnonzero(new)
+        last = np.append(idx[1:], len(s)) - 1
+        r0, s, e = r0[idx], s[idx], e[last]
+    return Runs(r0, s, e, np.searchsorted(r0, np.arange(H + 1)))
+
+
+def _gap(s1: int, e1: int, s2: int, e2: int, period: int) -> float:
+    d = max(0, s2 - e1, s1 - e2)
+    if period and d:
+        d = min(d, max(0, s2 + period - e1, s1 - e2 - period),
+                max(0, s2 - period - e1, s1 - e2 + period))
+    return d
+
+
+def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0) -> np.ndarray:
+    """The cheapest path through the runs: int [H], the chosen run index per row or -1.
+
+    ``period`` > 0 measures distances around a track of that width (wrapped curves).
+    """
+    H = runs.n_rows
+    s = runs.starts.tolist()
+    e = runs.ends.tolist()
+    ptr = runs.ptr.tolist()
+    n = len(s)
+    cen = [(a + b - 1) * 0.5 for a, b in zip(s, e)]
+    cost = [0.0] * n
+    back = [-1] * n
+    miss, jc, slack = cfg.miss_cost, cfg.jump_cost, cfg.slack_px
+    sm, tele, drift, start = cfg.smooth_cost, cfg.teleport_cost, cfg.gap_drift_px, cfg.start_cost
+    inf = math.inf
+    nkeep = cfg.gap_hypotheses
+    gaps: list[list] = []                   # [cost, last node, rows since] best first
+    plo = phi = 0                           # previous row's runs
+    for r in range(H):
+        lo, hi = ptr[r], ptr[r + 1]
+        if lo < hi:
+            free = miss * r + start
+            for j in range(lo, hi):
+                sj, ej, cj = s[j], e[j], cen[j]
+                best, bk = free, -1
+                for i in range(plo, phi):
+                    d = _gap(s[i], e[i], sj, ej, period)
+                    dc = abs(cj - cen[i])
+                    if period and dc > period / 2:
+                        dc = period - dc
+                    t = jc * (d - slack) if d > slack else 0.0
+                    t = min(tele, t + sm * dc)
+                    c = cost[i] + t
+                    if c < best:
+                        best, bk = c, i
+                for gc, i, gl in gaps:
+                    if gc >= best:
+                        break
+                    d = _gap(s[i], e[i], sj, ej, period)
+                    allow = slack + drift * gl
+                    t = jc * (d - allow) if d > allow else 0.0
+                    c = gc + min(tele, t)
+                    if c < best:
+                        best, bk = c, i
+                cost[j], back[j] = best, bk
+        # gap hypotheses at row r (row r on no node): from row r-1's nodes or older gaps
+        for g in gaps:
+            g[0] += miss
+            g[2] += 1
+        if plo < phi:
+            for i in range(plo, phi):
+                gaps.append([cost[i] + miss, i, 1])
+            gaps.sort()
+            del gaps[nkeep:]
+        plo, phi = lo, hi
+    # end: best of last row's nodes and the gap hypotheses
+    end_node, end_cost = -1, inf
+    if plo < phi:
+        bi = min(range(plo, phi), key=cost.__getitem__)
+        end_node, end_cost = bi, cost[bi]
+    if gaps and gaps[0][0] < end_cost:
+        end_node = gaps[0][1]
+    out = np.full(H, -1, np.int64)
+    rows = runs.rows
+    j = end_node
+    while j >= 0:
+        out[rows[j]] = j
+        j = back[j]
+    return out
+
+
+def path_centres(runs: Runs, path: np.ndarray) -> np.ndarray:
+    """Sub-pixel column centre (pixel-index coords) per row of a path; NaN where none."""
+    x = np.full(len(path), np.nan)
+    ok = path >= 0
+    j = path[ok]
+    x[ok] = (runs.starts[j] + runs.ends[j] - 1) * 0.5
+    return x
+
+
+def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
+    """Drop short isolated stretches (at most ``max_len`` rows, NaN on both sides) that
+    lie more than ``tol`` px off the straight line between their neighbours: specks
+    next to the curve picked up inside dash gaps. Dots that lie on the curve stay."""
+    x = np.asarray(x, dtype=np.float64).copy()
+    ok = np.isfinite(x)
+    if ok.sum() < 3 or max_len <= 0:
+        return x
+    d = np.diff(np.concatenate([[0], ok.astype(np.int8), [0]]))
+    a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)  # segments [a, b)
+    if len(a) < 3:
+        return x
+    drop = np.zeros(len(x), bool)
+    for k in range(1, len(a) - 1):
+        if b[k] - a[k] > max_len:
+            continue
+        r0, r1 = b[k - 1] - 1, a[k + 1]          # neighbours' facing ends
+        rr = np.arange(a[k], b[k])
+        line = x[r0] + (rr - r0) / (r1 - r0) * (x[r1] - x[r0])
+        if np.abs(x[rr] - line).max() > tol:
+            drop[rr] = True
+    x[drop] = np.nan
+    return x
+
+
+def bridge_gaps(x: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly fill NaN gaps of at most ``max_gap`` samples between finite values.
+
+    Returns ``(filled, bridged)``: float [N] and bool [N] (true where filled here).
+    """
+    x = np.asarray(x, dtype=np.float64).copy()
+    ok = np.isfinite(x)
+    bridged = np.zeros(len(x), bool)
+    if ok.sum() < 2:
+        return x, bridged
+    idx = np.flatnonzero(ok)
+    gaps = np.diff(idx) - 1
+    for k in np.flatnonzero((gaps > 0) & (gaps <= max_gap)):
+        a, b = idx[k], idx[k + 1]
+        t = np.arange(1, b - a) / (b - a)
+        x[a + 1:b] = x[a] + t * (x[b] - x[a])
+        bridged[a + 1:b] = True
+    return x, bridged
+
+
+def unwrap_fraction(frac: np.ndarray) -> np.ndarray:
+    """Unwrap backup traces: where consecutive finite fractions jump by more than 0.5,
+    shift what follows by a whole track width (the main trace starts in [0, 1])."""
+    f = np.asarray(frac, dtype=np.float64).copy()
+    idx = np.flatnonzero(np.isfinite(f))
+    if len(idx) < 2:
+        return f
+    v = f[idx]
+    jumps = np.diff(v)
+    shift = np.concatenate([[0.0], -np.cumsum(np.round(jumps))])
+    f[idx] = v + shift
+    return f
+
+
+@dataclass
+class CurveTrace:
+    """One curve read from a track, per row of the scan (deskewed frame).
+
+    ``frac`` : float [H] fraction of track width (NaN where not read; unwrapped);
+    ``observed`` : bool [H] rows with evidence (not bridged);
+    ``confidence`` : float [H] in [0, 1] (0 where bridged or not read).
+    """
+
+    frac: np.ndarray
+    observed: np.ndarray
+    confidence: np.ndarray
+
+
+def track_window(xl: float, xr: float, width: int) -> tuple[int, int]:
+    """Columns ``[c0, c1)`` searched for a track whose edges are at ``xl``, ``xr``."""
+    return max(0, int(math.floor(xl))), min(width, int(math.ceil(xr)) + 1)
+
+
+def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: int = 1,
+                 cfg: TrackerConfig | None = None, wrap: list[bool] | None = None,
+                 confidence: np.ndarray | None = None, rows: tuple[int, int] | None = None,
+                 masks: list[np.ndarray] | None = None) -> list[CurveTrace | None]:
+    """Read ``n_curves`` curves of class ``cls`` in the track with edges ``xl``, ``xr``.
+
+    Parameters
+    ----------
+    classes : uint8 [H, W]
+        Class mask of the (deskewed) scan.
+    cls : int
+        Class id of the style.
+    xl, xr : float
+        Pixel-index columns of the track's left (fraction 0) and right (fraction 1)
+        edges; columns :func:`track_window` are searched.
+    n_curves : int
+        Curves of this style in the track (read one after another).
+    wrap : list of bool
+        Per curve: printed with backup traces.
+    confidence : uint8 [H, W] or None
+    rows : (top, bottom) or None
+        Only rows ``[top, bottom)`` are read (others NaN).
+    masks : list of bool [bottom - top, c1 - c0] or None
+        Per-curve masks over the window (e.g. split by colour), used instead of
+        ``classes == cls``.
+
+    Returns
+    -------
+    list of CurveTrace or None (None: fewer than ``cfg.min_rows`` rows read).
+    """
+    cfg = cfg or TrackerConfig()
+    H, W = classes.shape
+    c0, c1 = track_window(xl, xr, W)
+    top, bottom = (0, H) if rows is None else (max(0, rows[0]), min(H, rows[1]))
+    wrap = list(wrap or [False] * n_curves)
+    width = float(xr - xl)
+    out: list[CurveTrace | None] = []
+    shared = None
+    if masks is None:
+        shared = find_runs(classes[top:bottom, c0:c1] == cls, cfg.merge_px)
+    for k in range(n_curves):
+        runs = shared if masks is None else find_runs(masks[k], cfg.merge_px)
+        period = int(round(width)) if wrap[k] else 0
+        path = viterbi_path(runs, cfg, period)
+        x = drop_blips(path_centres(runs, path), cfg.blip_rows, cfg.blip_px) + c0
+        if masks is None:  # the next curve of this style uses what this one left
+            keep = np.ones(len(runs.rows), bool)
+            keep[path[path >= 0]] = False
+            shared = runs.subset(keep)
+        n_obs = int(np.isfinite(x).sum())
+        if n_obs < cfg.min_rows:
+            out.append(None)
+            continue
+        frac = (x - xl) / width
+        if wrap[k]:
+            frac = unwrap_fraction(frac)
+        frac, bridged = bridge_gaps(frac, cfg.max_gap_px)
+        observed = np.isfinite(frac) & ~bridged
+        conf = np.zeros(len(frac))
+        if confidence is not None:
+            rr = np.flatnonzero(observed)
+            cc = np.clip(np.rint(x[rr]).astype(np.int64), 0, W - 1)
+            conf[rr] = confidence[rr + top, cc] / 255.0
+        else:
+            conf[observed] = 1.0
+        full = np.full(H, np.nan)
+        full[top:bottom] = frac
+        fobs = np.zeros(H, bool)
+        fobs[top:bottom] = observed
+        fconf = np.zeros(H)
+        fconf[top:bottom] = conf
+        out.append(CurveTrace(full, fobs, fconf))
+    return out
+
+
+def resample_rows(depth_of_row: np.ndarray, y: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """Values ``y`` [H] given per row (NaN = not read) at ``depths`` [N].
+
+    Linear between the two rows around each depth; NaN when either of them is NaN or
+    the depth is outside the rows. ``depth_of_row`` must increase.
+    """
+    pos = np.interp(depths, depth_of_row, np.arange(len(depth_of_row), dtype=np.float64),
+                    left=np.nan, right=np.nan)
+    out = np.full(len(depths), np.nan)
+    ok = np.isfinite(pos)
+    p = pos[ok]
+    i0 = np.clip(np.floor(p).astype(np.int64), 0, len(y) - 1)
+    i1 = np.clip(i0 + 1, 0, len(y) - 1)
+    t = p - i0
+    out[ok] = y[i0] * (1 - t) + y[i1] * t
+    exact = ok.copy()
+    exact[ok] = t == 0
+    out[exact] = y[i0[t == 0]]
+    return out
+
+
+def to_values(frac: np.ndarray, curve: CurveCalibration) -> np.ndarray:
+    """Fractions of track width -> curve values (linear, log, reversed)."""
+    return fraction_to_value(frac, curve)
+
+
+def depth_grid(d_top: float, d_bottom: float, step: float) -> np.ndarray:
+    """Regular depths from ``d_top`` to ``d_bottom`` on multiples of ``step``."""
+    a = math.ceil(d_top / step - 1e-9)
+    b = math.floor(d_bottom / step + 1e-9)
+    if b < a:
+        return np.zeros(0)
+    return np.round(np.arange(a, b + 1) * step, 10)
