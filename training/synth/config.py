@@ -1,0 +1,60 @@
+"""Renderer configuration: every random range the page sampler draws from.
+
+All fields have defaults; layer YAML / ``key=value`` overrides on top with
+:func:`training.config.resolve`. Ranges are ``(low, high)`` inclusive; ``*_prob``
+fields are probabilities per page (or per curve where said).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RenderConfig:
+    """Random ranges of the synthetic log page renderer (pixels unless stated)."""
+
+    # -- page geometry -------------------------------------------------------
+    height: tuple[int, int] = (3000, 9000)        #: page height (px, whole scan)
+    width: tuple[int, int] = (900, 2400)          #: page width (px)
+    px_per_ft: tuple[float, float] = (2.0, 16.0)  #: vertical resolution, log-uniform
+    metric_prob: float = 0.25                     #: depth in metres (labels every 10/20 m)
+    header_prob: float = 0.85                     #: a text header block above the log
+    header_rows: tuple[int, int] = (150, 700)     #: header block height when present
+    stretch_max: float = 0.015                    #: |vertical scan stretch| (fraction)
+    # -- tracks and grids ----------------------------------------------------
+    n_tracks: tuple[int, int] = (1, 4)
+    min_track_px: int = 220                       #: narrowest track (px)
+    log_track_prob: float = 0.35                  #: a track gets a logarithmic grid
+    decades: tuple[int, int] = (2, 4)             #: log grid decades
+    minor_vgrid_prob: float = 0.35                #: linear grid gets finer minor lines
+    depth_rotated_prob: float = 0.3               #: depth numbers rotated 90 degrees
+    depth_between_prob: float = 0.6               #: depth track between tracks 1 and 2
+    # -- curves --------------------------------------------------------------
+    curves_per_track: tuple[int, int] = (1, 4)
+    style_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  #: CURVE_STYLES order
+    line_width: tuple[int, int] = (1, 4)          #: curve pen width (px), skewed to thin
+    wrap_prob: float = 0.35                       #: per wrap-able curve: printed with backups
+    dropout_prob: float = 0.3                     #: per curve: has unrecorded stretches
+    partial_prob: float = 0.15                    #: per curve: starts late / stops early
+    label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks
+    # -- print / scan --------------------------------------------------------
+    colour_prob: float = 0.15                     #: colour print (RGB image, coloured curves)
+    binarize_prob: float = 0.45                   #: 1-bit (CCITT G4 archive) look
+    degrade_prob: float = 0.92                    #: apply scan degradation at all
+    skew_prob: float = 0.5
+    skew_max_deg: float = 1.0
+    blur_sigma: tuple[float, float] = (0.0, 1.1)
+    noise_sigma: tuple[float, float] = (0.0, 14.0)
+    speckle_prob: float = 0.6
+    jpeg_prob: float = 0.25
+    jpeg_quality: tuple[int, int] = (30, 85)
+    fade_prob: float = 0.5                        #: faded / broken lines
+    band_prob: float = 0.25                       #: dark page-join bands
+    stain_prob: float = 0.25
+    fold_prob: float = 0.2
+    bleed_prob: float = 0.2                       #: bleed-through from the reverse side
+    handwriting_prob: float = 0.35                #: handwritten picks and notes
+    stamp_prob: float = 0.2
+    # -- training tiles ------------------------------------------------------
+    body_tile_prob: float = 0.85                  #: tile lies in the log body (tracks)

@@ -1,0 +1,370 @@
+"""Drawing one rectangular region of a page (unrotated frame) with OpenCV.
+
+:func:`draw_region` draws rows ``ua..ua+h`` and columns ``va..va+w`` of the page
+into four aligned canvases: print darkness (what the scan degrades), the clean
+ink render, the class mask and the curve instance map. Drawing a region gives
+the same pixels as cropping the whole page drawn at once (all coordinates are
+page coordinates shifted by the region origin), so tiles and pages agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .layout import PageSpec, RowModel
+from .textures import hole_field
+
+SHIFT = 4                  # cv2 fixed-point bits: 1/16 px
+_ONE = 1 << SHIFT
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT_PLAIN = cv2.FONT_HERSHEY_PLAIN
+FONT_HAND = cv2.FONT_HERSHEY_SCRIPT_SIMPLEX
+
+
+class Canvases:
+    """The four aligned canvases of a region.
+
+    ``dark``: uint8 [h, w, C] print darkness per channel (0 none, 255 full ink;
+    C = 3 on colour prints, else 1); ``clean``: uint8 [h, w] ink coverage (255 ink);
+    ``mask``: uint8 [h, w] class ids; ``inst``: uint8 [h, w] curve instance ids.
+    """
+
+    def __init__(self, h: int, w: int, channels: int):
+        self.dark = np.zeros((h, w, channels), np.uint8)
+        self.clean = np.zeros((h, w), np.uint8)
+        self.mask = np.zeros((h, w), np.uint8)
+        self.inst = np.zeros((h, w), np.uint8)
+
+
+def _dark_colour(spec: PageSpec, level: float, rgb: tuple[int, int, int] | None = None):
+    """Darkness value(s) for cv2 drawing at ink ``level`` (0..1)."""
+    if spec.colour:
+        r, g, b = rgb if rgb is not None else (20, 20, 20)
+        return (float((255 - r) * level), float((255 - g) * level), float((255 - b) * level))
+    return (float(255 * level),)
+
+
+def _fill(cv: Canvases, spec: PageSpec, r0: int, r1: int, c0: int, c1: int, val) -> None:
+    h, w = cv.clean.shape
+    r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    if r0 >= r1 or c0 >= c1:
+        return
+    sl = cv.dark[r0:r1, c0:c1]
+    np.maximum(sl, np.asarray(val, dtype=np.float64).astype(np.uint8), out=sl)
+    cv.clean[r0:r1, c0:c1] = 255
+
+
+def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
+    """Track borders, vertical (linear / log) and horizontal depth grid lines."""
+    h, w = cv.clean.shape
+    top, bot = max(spec.body_top, ua) - ua, min(spec.body_bottom, ua + h) - ua
+    if bot <= top:
+        return
+    grid_rgb = spec.ink.get("grid_rgb")
+    g_minor = _dark_colour(spec, spec.ink["grid"], grid_rgb)
+    g_major = _dark_colour(spec, spec.ink["grid_major"], grid_rgb)
+    g_border = _dark_colour(spec, max(spec.ink["grid_major"], 0.85), grid_rgb)
+    vmin, vmaj = spec.vgrid_width
+    for tr in spec.tracks:
+        if tr.x1 < va or tr.x0 > va + w:
+            continue
+        width = tr.x1 - tr.x0
+        cols: list[tuple[float, int, tuple]] = []
+        if tr.grid == "linear":
+            for k in range(1, 10):
+                cols.append((tr.x0 + width * k / 10, vmaj if k == 5 else vmin, g_major if k == 5 else g_minor))
+            if tr.minor_div:
+                for k in range(10 * tr.minor_div):
+                    if k % tr.minor_div:
+                        cols.append((tr.x0 + width * k / (10 * tr.minor_div), 1, g_minor))
+        else:
+            for j in range(tr.decades):
+                if j:
+                    cols.append((tr.x0 + width * j / tr.decades, vmaj, g_major))
+                for m in tr.log_subdiv:
+                    cols.append((tr.x0 + width * (j + math.log10(m)) / tr.decades, vmin, g_minor))
+        for x, t, val in cols:
+            c0 = int(round(x)) - va - t // 2
+            _fill(cv, spec, top, bot, c0, c0 + t, val)
+        for x in (tr.x0, tr.x1):
+            c0 = x - va - spec.border_width // 2
+            _fill(cv, spec, top, bot, c0, c0 + spec.border_width, g_border)
+    # horizontal lines: depth multiples of the minor spacing
+    minor, mid, heavy = spec.hgrid
+    d0 = float(spec.depth_of_u(ua - 4))
+    d1 = float(spec.depth_of_u(ua + h + 4))
+    k0, k1 = math.floor(d0 / minor), math.ceil(d1 / minor)
+    spans = [(tr.x0, tr.x1) for tr in spec.tracks]
+    dx0, dx1 = spec.depth_x
+    for k in range(k0, k1 + 1):
+        d = k * minor
+        if d < spec.depth_top - 1e-6 or d > spec.depth_bottom + 1e-6:
+            continue
+        if _is_multiple(d, heavy):
+            t, val, tick = spec.hgrid_width[2], g_major, 12
+        elif _is_multiple(d, mid):
+            t, val, tick = spec.hgrid_width[1], g_major, 8
+        else:
+            t, val, tick = spec.hgrid_width[0], g_minor, 0
+        r0 = int(round(float(spec.u_of_depth(d)))) - ua - t // 2
+        for x0, x1 in spans:
+            _fill(cv, spec, r0, r0 + t, x0 - va, x1 - va + 1, val)
+        if spec.depth_ticks and tick and dx1 > dx0:
+            _fill(cv, spec, r0, r0 + t, dx0 - va, dx0 - va + tick, val)
+            _fill(cv, spec, r0, r0 + t, dx1 - va - tick, dx1 - va, val)
+
+
+def _is_multiple(d: float, step: float) -> bool:
+    q = d / step
+    return abs(q - round(q)) < 1e-6
+
+
+def break_lines(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
+    """Faint / broken grid: knock holes into what is drawn so far (the grid)."""
+    amount = spec.scan["broken"] if spec.degrade else 0.0
+    if amount <= 0:
+        return
+    h, w = cv.clean.shape
+    holes = hole_field(spec.scan["tex_off"], ua, va, h, w, amount)
+    cv.dark[holes] = (cv.dark[holes] * 0.25).astype(np.uint8)
+
+
+def _text(cv: Canvases, spec: PageSpec, text: str, v: int, u: int, scale: float, thick: int,
+          ua: int, va: int, font=FONT, level: float | None = None, rgb=None) -> None:
+    h, w = cv.clean.shape
+    px = 30 * scale
+    if u + px < ua or u - 2 * px > ua + h or v > va + w or v + len(text) * px < va:
+        return
+    val = _dark_colour(spec, spec.ink["text"] if level is None else level, rgb)
+    org = (int(v - va), int(u - ua))
+    cv2.putText(cv.dark, text, org, font, scale, val, thick, cv2.LINE_AA)
+    cv2.putText(cv.clean, text, org, font, scale, 255, thick, cv2.LINE_8)
+
+
+def draw_text(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
+    """Header text and rules, track-header labels, in-track curve names."""
+    h, w = cv.clean.shape
+    val = _dark_colour(spec, spec.ink["text"])
+    for v0, u0, v1, u1, t in spec.header_lines:
+        if max(u0, u1) + t < ua or min(u0, u1) - t > ua + h:
+            continue
+        cv2.line(cv.dark, (v0 - va, u0 - ua), (v1 - va, u1 - ua), val, t, cv2.LINE_8)
+        cv2.line(cv.clean, (v0 - va, u0 - ua), (v1 - va, u1 - ua), 255, t, cv2.LINE_8)
+    for text, v, u, sc, t in spec.header_items:
+        _text(cv, spec, text, v, u, sc, t, ua, va)
+    for text, v, u, sc, t in spec.labels:
+        _text(cv, spec, text, v, u, sc, t, ua, va)
+
+
+def draw_depth_labels(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
+    """Depth numbers every ``label_step`` in the depth track, upright or rotated."""
+    h, w = cv.clean.shape
+    dx0, dx1 = spec.depth_x
+    if dx1 <= dx0 or dx1 < va or dx0 > va + w:
+        return
+    pad = spec.label_px * 4
+    d0 = float(spec.depth_of_u(ua - pad))
+    d1 = float(spec.depth_of_u(ua + h + pad))
+    step = spec.label_step
+    scale = spec.label_px / 22.0
+    thick = 1 if spec.label_px < 20 else 2
+    cx = (dx0 + dx1) // 2
+    for k in range(math.floor(d0 / step), math.ceil(d1 / step) + 1):
+        d = k * step
+        if d < spec.depth_top or d > spec.depth_bottom:
+            continue
+        u = float(spec.u_of_depth(d))
+        text = f"{int(round(d))}"
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
+        if not spec.label_rotated:
+            _text(cv, spec, text, cx - tw // 2, int(round(u + th / 2)), scale, thick, ua, va)
+            continue
+        patch_d = np.zeros((th + base + 4, tw + 4), np.uint8)
+        cv2.putText(patch_d, text, (2, th + 2), FONT, scale, 255, thick, cv2.LINE_AA)
+        patch_c = np.zeros_like(patch_d)
+        cv2.putText(patch_c, text, (2, th + 2), FONT, scale, 255, thick, cv2.LINE_8)
+        patch_d, patch_c = np.rot90(patch_d), np.rot90(patch_c)
+        ph, pw = patch_d.shape
+        r0, c0 = int(round(u)) - ph // 2 - ua, cx - pw // 2 - va
+        rs, cs = slice(max(r0, 0), min(r0 + ph, h)), slice(max(c0, 0), min(c0 + pw, w))
+        if rs.start >= rs.stop or cs.start >= cs.stop:
+            continue
+        pr, pc = slice(rs.start - r0, rs.stop - r0), slice(cs.start - c0, cs.stop - c0)
+        lvl = spec.ink["text"]
+        dv = (patch_d[pr, pc].astype(np.float32) * lvl).astype(np.uint8)
+        np.maximum(cv.dark[rs, cs], dv[..., None], out=cv.dark[rs, cs])
+        np.maximum(cv.clean[rs, cs], patch_c[pr, pc], out=cv.clean[rs, cs])
+
+
+# ---------------------------------------------------------------------------
+# curves
+# ---------------------------------------------------------------------------
+
+def _split_runs(start: np.ndarray) -> list[slice]:
+    """Slices of consecutive samples; ``start[i]`` True where a run begins."""
+    idx = np.flatnonzero(start)
+    ends = np.append(idx[1:], len(start))
+    return [slice(a, b) for a, b in zip(idx, ends)]
+
+
+def dash_paths(xs: np.ndarray, us: np.ndarray, s: np.ndarray, pattern: tuple[float, ...]) -> list[np.ndarray]:
+    """Cut one continuous path into the pen-down pieces of a dash pattern.
+
+    Parameters
+    ----------
+    xs, us : float64 [n] path columns and rows (region px)
+    s : float64 [n] arc length along the path (px, increasing, page-global phase)
+    pattern : on/off lengths (px), repeating
+
+    Returns
+    -------
+    list of float64 [m, 2] (x, u) polylines, one per dash.
+    """
+    if len(xs) < 2:
+        return []
+    period = float(sum(pattern))
+    step = 0.5
+    sn = np.arange(math.ceil(s[0] / step) * step, s[-1], step)
+    if len(sn) == 0:
+        return []
+    ph = np.mod(sn, period)
+    on = np.zeros(len(sn), dtype=bool)
+    acc = 0.0
+    for j, length in enumerate(pattern):
+        if j % 2 == 0:
+            on |= (ph >= acc) & (ph < acc + length)
+        acc += length
+    if not on.any():
+        return []
+    px = np.interp(sn, s, xs)
+    pu = np.interp(sn, s, us)
+    start = on.copy()
+    start[1:] = on[1:] & ~on[:-1]
+    out = []
+    idx = np.flatnonzero(start)
+    for a in idx:
+        b = a
+        while b + 1 < len(on) and on[b + 1]:
+            b += 1
+        if b == a:   # one sample: make it a tiny segment so cv2 draws a dot
+            out.append(np.array([[px[a], pu[a]], [px[a] + 0.3, pu[a] + 0.3]]))
+        else:
+            out.append(np.stack([px[a:b + 1], pu[a:b + 1]], axis=1))
+    return out
+
+
+def _poly(cv: Canvases, spec: PageSpec, paths: list[np.ndarray], width: int, rgb, level: float,
+          cls: int, inst: int) -> None:
+    if not paths:
+        return
+    pts = [np.round(p * _ONE).astype(np.int32).reshape(-1, 1, 2) for p in paths]
+    cv2.polylines(cv.dark, pts, False, _dark_colour(spec, level, rgb), width, cv2.LINE_AA, SHIFT)
+    cv2.polylines(cv.clean, pts, False, 255, width, cv2.LINE_8, SHIFT)
+    cv2.polylines(cv.mask, pts, False, cls, width, cv2.LINE_8, SHIFT)
+    if inst:
+        cv2.polylines(cv.inst, pts, False, inst, width, cv2.LINE_8, SHIFT)
+
+
+def curve_paths(spec: PageSpec, model: RowModel, k: int, ua: int, va: int, h: int) -> list[np.ndarray]:
+    """Pen-down polylines (region coords, float [m, 2] of x, u) of curve ``k`` in rows ua..ua+h."""
+    H = spec.height
+    r0, r1 = max(ua - 2, 0), min(ua + h + 2, H)
+    if r1 - r0 < 2:
+        return []
+    x = model.x[k, r0:r1]
+    valid = np.isfinite(x)
+    if not valid.any():
+        return []
+    brk = model.brk[k, r0:r1].copy()
+    brk[0] = True
+    u = np.arange(r0, r1, dtype=np.float64) - ua
+    xs = x - va
+    s = model.arc[k, r0:r1]
+    c = spec.curves[k]
+    paths = []
+    for sl in _split_runs(brk & valid):
+        seg = slice(sl.start, sl.start + int(np.argmin(np.append(valid[sl], False))))  # valid prefix
+        seg_x, seg_u = xs[seg], u[seg]
+        if len(seg_x) == 0:
+            continue
+        if not c.pattern:
+            if len(seg_x) == 1:
+                paths.append(np.array([[seg_x[0], seg_u[0]], [seg_x[0], seg_u[0] + 0.3]]))
+            else:
+                paths.append(np.stack([seg_x, seg_u], axis=1))
+        else:
+            paths.extend(dash_paths(seg_x, seg_u, s[seg], c.pattern))
+    return paths
+
+
+def draw_curves(cv: Canvases, spec: PageSpec, model: RowModel, ua: int, va: int) -> None:
+    """All curves in index order (later curves win crossings) and header legend lines."""
+    h, w = cv.clean.shape
+    lvl = spec.ink["curve"]
+    for ci, v0, v1, uu in spec.legend:
+        if uu + 8 < ua or uu - 8 > ua + h:
+            continue
+        c = spec.curves[ci]
+        xs = np.array([v0, v1], dtype=np.float64) - va
+        us = np.array([uu, uu], dtype=np.float64) - ua
+        paths = [np.stack([xs, us], 1)] if not c.pattern else dash_paths(xs, us, xs + va - v0, c.pattern)
+        _poly(cv, spec, paths, c.width, c.rgb, lvl, c.class_id, 0)
+    for k, c in enumerate(spec.curves):
+        tr = spec.tracks[c.track]
+        if tr.x1 + 4 < va or tr.x0 - 4 > va + w:
+            continue
+        _poly(cv, spec, curve_paths(spec, model, k, ua, va, h), c.width, c.rgb, lvl, c.class_id, k + 1)
+
+
+# ---------------------------------------------------------------------------
+# handwriting and stamps (ink, but background class)
+# ---------------------------------------------------------------------------
+
+def draw_marks(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
+    """Handwritten picks, notes, strokes and stamps."""
+    h, w = cv.clean.shape
+    hand_rgb = (30, 40, 160) if spec.colour else None
+    for kind, p in spec.marks:
+        if kind == "pick":
+            v0, u0, v1, u1, txt, sc, t = p
+            if max(u0, u1) + 60 < ua or min(u0, u1) - 60 > ua + h:
+                continue
+            val = _dark_colour(spec, 0.9, hand_rgb)
+            cv2.line(cv.dark, (v0 - va, u0 - ua), (v1 - va, u1 - ua), val, t, cv2.LINE_AA)
+            cv2.line(cv.clean, (v0 - va, u0 - ua), (v1 - va, u1 - ua), 255, t, cv2.LINE_8)
+            _text(cv, spec, txt, v1 - 60, u1 - 6, sc, t, ua, va, FONT_HAND, 0.9, hand_rgb)
+        elif kind == "note":
+            v, u, txt, sc, t = p
+            _text(cv, spec, txt, v, u, sc, t, ua, va, FONT_HAND, 0.9, hand_rgb)
+        elif kind == "stroke":
+            pts, t = p
+            if pts[:, 1].max() + 5 < ua or pts[:, 1].min() - 5 > ua + h:
+                continue
+            q = np.round((pts - [va, ua]) * _ONE).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(cv.dark, [q], False, _dark_colour(spec, 0.85, hand_rgb), t, cv2.LINE_AA, SHIFT)
+            cv2.polylines(cv.clean, [q], False, 255, t, cv2.LINE_8, SHIFT)
+        elif kind == "stamp":
+            v, u, txt, sc, t = p
+            (tw, th), _ = cv2.getTextSize(txt, FONT, sc, t)
+            if u + th + 30 < ua or u - 30 > ua + h:
+                continue
+            rgb = (200, 40, 40) if spec.colour else None
+            val = _dark_colour(spec, 0.7, rgb)
+            for img, col, lt in ((cv.dark, val, cv2.LINE_AA), (cv.clean, 255, cv2.LINE_8)):
+                cv2.rectangle(img, (v - 12 - va, u - 12 - ua), (v + tw + 12 - va, u + th + 14 - ua), col, t, lt)
+                cv2.putText(img, txt, (v - va, u + th - ua), FONT, sc, col, t, lt)
+
+
+def draw_region(spec: PageSpec, model: RowModel, ua: int, va: int, h: int, w: int) -> Canvases:
+    """Draw page rows ``ua..ua+h`` x columns ``va..va+w`` (unrotated frame)."""
+    cv = Canvases(h, w, 3 if spec.colour else 1)
+    draw_grid(cv, spec, ua, va)
+    break_lines(cv, spec, ua, va)
+    draw_text(cv, spec, ua, va)
+    draw_depth_labels(cv, spec, ua, va)
+    draw_curves(cv, spec, model, ua, va)
+    draw_marks(cv, spec, ua, va)
+    return cv
