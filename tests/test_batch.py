@@ -393,3 +393,78 @@ def test_cli_usage_and_input_errors(tmp_path):
     r = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                                   "--calibration", str(bad_tpl)])
     assert r.exit_code == 1 and "tpl.yaml: not valid YAML" in r.output
+
+
+# ---------------------------------------------------------------------------
+# the real pipeline on rendered pages
+# ---------------------------------------------------------------------------
+
+def _real_setup(tmp_path: Path, n: int = 3):
+    """Rendered pages (TIFF + sidecar YAML via write_page), the bad files, a tiny model."""
+    synth = pytest.importorskip("training.synth")
+    pytest.importorskip("logdigit.pipeline")
+    sys.path.insert(0, str(HERE))
+    from onnx_models import darkness_net
+
+    scans = []
+    for i in range(n):
+        page = synth.render_page(7, i, height=480, width=360, degrade=False, colour=False,
+                                 binarize=False, n_tracks=1, curves_per_track=1,
+                                 styles=["solid"])
+        folder = tmp_path / "in" / ("sub" if i == 0 else "")
+        scans.append(synth.write_page(page, folder, f"{i:06d}")["tif"])
+    bad = _bad_files(tmp_path / "in" / "bad")
+    model = darkness_net(tmp_path / "darkness.onnx")
+    return scans, bad, str(model)
+
+
+def test_real_batch_equals_single_converts_and_dask(tmp_path):
+    from logdigit.pipeline import convert_file
+
+    distributed = pytest.importorskip("distributed")
+    scans, bad, model = _real_setup(tmp_path)
+    settings = B.ConvertSettings(model=model, qc=True)
+    out = tmp_path / "out"
+    rep = B.run_batch([tmp_path / "in"], out, workers=1, settings=settings)
+    assert rep.counts == {"done": 3, "failed": 3, "skipped": 0}, rep.summary()
+    rows = _rows(out)
+    for name in ("corrupt", "empty", "notes"):
+        r = rows[f"bad/{name}.tif"]
+        assert r["status"] == "failed" and r["error_type"] == "ImageReadError" and r["error"]
+    ref = tmp_path / "ref"
+    for scan in scans:
+        rel = scan.relative_to(tmp_path / "in").with_suffix("")
+        res = convert_file(scan, ref / f"{rel}.las", model=model, qc_path=ref / f"{rel}.qc.png")
+        assert rows[f"{rel}.tif"]["curves"] == json.dumps([[None, m, c] for m, c in res.curves])
+    tree = _tree(out)
+    assert tree == _tree(ref) and len(tree) == 6  # LAS + QC per page, byte for byte
+    with open(out / B.INDEX_NAME) as f:
+        index = [r for r in csv.DictReader(f) if r["status"] == "done"]
+    assert len(index) == 3 and all(float(r["coverage"]) > 0.5 for r in index)
+    # the same on a Dask cluster (one in-process worker, loopback)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1", scheduler_port=0,
+                                  dashboard_address=None) as cluster:
+        rep = B.run_batch([tmp_path / "in"], tmp_path / "dask", settings=settings,
+                          scheduler=cluster.scheduler_address)
+    assert rep.counts == {"done": 3, "failed": 3, "skipped": 0}
+    assert _tree(tmp_path / "dask") == tree
+
+
+def test_real_cli_exit_codes_summary_and_resume(tmp_path):
+    from click.testing import CliRunner
+
+    from logdigit.cli import main
+
+    _, bad, model = _real_setup(tmp_path, n=2)
+    args = ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", model,
+            "--workers", "0", "-q"]
+    r = CliRunner().invoke(main, args, prog_name="logdigit")
+    assert r.exit_code == 1, r.output
+    assert "done             2" in r.output and "failed           3" in r.output
+    assert "FAILED bad/empty.tif" in r.output and "pages/s" in r.output
+    for p in bad.values():
+        p.unlink()
+    r = CliRunner().invoke(main, args, prog_name="logdigit")
+    assert r.exit_code == 0, r.output
+    assert "skipped          2" in r.output and "done             0" in r.output
