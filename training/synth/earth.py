@@ -198,8 +198,9 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
         raise ValueError(name)
     f = _smooth(np.asarray(f, dtype=np.float64), fam.resolution_ft * rng.uniform(0.6, 1.4))
     # tool noise: fine (row-to-row wiggles) + a little correlated
-    amp = fam.noise * rng.uniform(0.5, 1.8)
-    f = f + amp * (0.7 * _noise(rng, n, 0.0) + 0.7 * _noise(rng, n, 2.0))
+    amp = fam.noise * rng.uniform(0.3, 1.3)
+    fine = rng.uniform(0.2, 0.7)
+    f = f + amp * (fine * _noise(rng, n, 0.0) + 0.8 * _noise(rng, n, 1.5))
     if wrap:
         f = np.clip(f, -0.95, 1.95)
     else:

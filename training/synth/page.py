@@ -158,7 +158,7 @@ def render_window(spec: PageSpec, model: RowModel, y0: int, x0: int, h: int, w: 
         dark = cv2.warpAffine(cv.dark, M, (w, h), flags=flags_l, borderValue=0)
         if dark.ndim == 2:
             dark = dark[..., None]
-        clean = cv2.warpAffine(cv.clean, M, (w, h), flags=flags_l, borderValue=0)
+        clean = cv2.warpAffine(cv.clean, M, (w, h), flags=flags_n, borderValue=0)
         mask = cv2.warpAffine(cv.mask, M, (w, h), flags=flags_n, borderValue=0)
         inst = cv2.warpAffine(cv.inst, M, (w, h), flags=flags_n, borderValue=0)
     image = scan_window(spec, dark, y0, x0)

@@ -34,8 +34,12 @@ def tiff_bytes(image: np.ndarray, binarized: bool, dpi: float | None = None) -> 
         kw["resolution"] = (float(dpi), float(dpi))
         kw["resolutionunit"] = "INCH"
     if binarized and image.ndim == 2:
-        bits = image >= 128  # True = white
-        tifffile.imwrite(buf, bits, photometric="minisblack", compression="ccitt_t6", **kw)
+        # tifffile cannot encode CCITT; Pillow (libtiff) can: mode "1", 0 = black
+        from PIL import Image
+
+        pil = Image.fromarray(image >= 128).convert("1")
+        pil.save(buf, format="TIFF", compression="group4",
+                 **({"dpi": (float(dpi), float(dpi))} if dpi else {}))
     else:
         photometric = "rgb" if image.ndim == 3 else "minisblack"
         tifffile.imwrite(buf, image, photometric=photometric, compression="lzw", **kw)

@@ -1,0 +1,219 @@
+"""Synthetic renderer: determinism, mask/ink alignment, class rates, calibration contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+from click.testing import CliRunner
+
+from logdigit.calibration import fraction_to_value, load_calibration, value_to_fraction
+from logdigit.constants import CURVE_STYLES, NUM_CLASSES, STYLE_TO_CLASS
+from training.synth import RenderConfig, render_page, render_tile, write_page
+from training.synth import page as page_mod
+from training.synth.layout import sample_page
+
+SMALL = dict(height=1400, width=1000)
+
+
+def _fresh():
+    page_mod._CACHE.clear()
+
+
+def test_page_deterministic_same_bytes():
+    a = render_page(7, 3, **SMALL)
+    _fresh()
+    b = render_page(7, 3, **SMALL)
+    for k in ("image", "mask", "instance", "clean"):
+        assert getattr(a, k).tobytes() == getattr(b, k).tobytes(), k
+    assert a.truth_csv() == b.truth_csv()
+    assert a.calibration.to_yaml() == b.calibration.to_yaml()
+    c = render_page(8, 3, **SMALL)
+    assert c.image.tobytes() != a.image.tobytes()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_tile_deterministic(task):
+    a = render_tile(1, 17, task=task, size=128)
+    _fresh()
+    b = render_tile(1, 17, task=task, size=128)
+    for k in ("image", "mask", "clean", "instance"):
+        assert a[k].shape == (128, 128) and a[k].dtype == np.uint8
+        assert a[k].tobytes() == b[k].tobytes(), k
+    assert a["meta"] == b["meta"]
+    assert a["meta"]["page_id"] == 17 // 8
+    if task == "binary":
+        assert set(np.unique(a["mask"])) <= {0, 1}
+
+
+@pytest.mark.parametrize("kw", [dict(degrade=False), dict(degrade=True, skew_deg=0.7),
+                                dict(colour=True), dict(binarize=True, line_width=4)])
+def test_mask_is_dark_in_clean_render(kw):
+    p = render_page(2, 11, **SMALL, **kw)
+    curve = p.mask > 0
+    assert curve.sum() > 500
+    assert (p.clean[curve] < 128).mean() > 0.999
+    # instance ids are curve pixels and name curves of the mask's class
+    inst = p.instance
+    assert not np.any((inst > 0) & ~curve)
+    for k, c in enumerate(p.truth.curves):
+        sel = inst == k + 1
+        if sel.any():
+            assert np.mean(p.mask[sel] == c.class_id) > 0.97
+    if kw.get("colour"):
+        assert p.image.ndim == 3 and p.image.shape[2] == 3
+    else:
+        assert p.image.ndim == 2
+
+
+def test_style_rates_and_class_pixels():
+    cfg = RenderConfig()
+    counts = dict.fromkeys(CURVE_STYLES, 0)
+    n = 0
+    for i in range(60):
+        spec = sample_page(0, i, cfg, {})
+        for c in spec.curves:
+            counts[c.style] += 1
+            n += 1
+    for s in CURVE_STYLES:          # equal style_weights: each style ~ 1/4 of the curves
+        assert abs(counts[s] / n - 0.25) < 0.07, counts
+    pix = np.zeros(NUM_CLASSES)
+    for i in range(0, 48, 3):
+        pix += np.bincount(render_tile(0, i, size=192)["mask"].ravel(), minlength=NUM_CLASSES)
+    frac = pix / pix.sum()
+    assert 0.005 < frac[1:].sum() < 0.3, frac
+    assert np.all(pix[1:] > 0), pix
+
+
+def test_style_weights_respected():
+    cfg = RenderConfig(style_weights=(1.0, 0.0, 1.0, 0.0), curves_per_track=(1, 2))
+    styles = {c.style for i in range(20) for c in sample_page(0, i, cfg, {}).curves}
+    assert styles == {"solid", "dotted"}
+
+
+def _row_positions(p, ct, track_x):
+    """Mean mask column of the curve's class per row inside its track; NaN where the row
+    holds no full cross-section of the line (no pixels, or a dash's end cap only)."""
+    x0, x1 = track_x
+    band = p.mask[:, x0:x1 + 1] == ct.class_id
+    cols = np.arange(x0, x1 + 1, dtype=np.float64)
+    n = band.sum(1)
+    full = n >= max(1, np.median(n[n > 0])) if (n > 0).any() else n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(full, (band * cols).sum(1) / np.maximum(n, 1), np.nan)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(wraps=True, dropouts=True, n_tracks=3, width=1400),
+                                dict(px_per_ft=2.5, line_width=3, metric=True)])
+def test_calibration_contract(kw):
+    """From the mask and the calibration alone, per-row positions -> values match the
+    truth within 0.5 % of the track width (rows where the curve runs steadily)."""
+    p = render_page(5, 2, **{**SMALL, **kw}, degrade=False)
+    cal = p.calibration
+    top, bottom = cal.depth.rows
+    rows = np.arange(top, bottom)
+    # depth mapping from the ties reproduces the truth depth
+    assert np.max(np.abs(cal.depth_at(rows) - p.truth.depth[rows])) * p.meta["rows_per_unit"] < 1.0
+    k = 0
+    checked = 0
+    for t, tr in enumerate(cal.tracks):
+        for cc in tr.curves:
+            ct = p.truth.curves[k]
+            k += 1
+            assert (ct.mnemonic, ct.style, ct.track) == (cc.mnemonic, cc.style, t)
+            pos = _row_positions(p, ct, tr.x)
+            width = tr.x[1] - tr.x[0]
+            f_true = ct.frac
+            steady = np.ones(len(f_true), bool)
+            for j in range(-2, 3):   # a row of a steep stretch has no single position
+                steady &= np.abs(np.roll(f_true, j) - f_true) * width < 2.0
+            ok = steady & np.isfinite(pos) & np.isfinite(f_true)
+            ok[:top] = ok[bottom:] = False
+            if ok.sum() < 20:
+                continue
+            v_hat = fraction_to_value((pos[ok] - tr.x[0]) / width, cc)
+            err = value_to_fraction(v_hat, cc) - value_to_fraction(ct.values[ok], cc)
+            if cc.wrap:
+                err = (err + 0.5) % 1.0 - 0.5
+            assert np.mean(np.abs(err) <= 0.005) > 0.99, (cc.mnemonic, np.percentile(np.abs(err), 99))
+            checked += int(ok.sum())
+    assert checked > 300
+
+
+def test_overrides_and_truth_shapes():
+    p = render_page(3, 1, **SMALL, n_tracks=2, styles=["dashed", "solid"], wraps=True, dropouts=True,
+                    degrade=False)
+    assert len(p.calibration.tracks) == 2
+    assert [c.style for c in p.truth.curves] == ["dashed", "solid", "dashed", "solid"]
+    H = p.image.shape[0]
+    for c in p.truth.curves:
+        assert c.values.shape == c.frac.shape == (H,)
+    top, bottom = p.calibration.depth.rows
+    body = slice(top, bottom)
+    assert any(np.isnan(c.values[body]).any() for c in p.truth.curves)           # drop-outs
+    wrapped = [c for c in p.truth.curves if c.wrap]
+    assert wrapped and any(np.nanmax(np.abs(c.frac - 0.5)) > 0.5 for c in wrapped)  # off-scale
+    assert np.all(np.diff(p.truth.depth) > 0)
+    with pytest.raises(TypeError):
+        render_page(3, 1, bogus=1)
+
+
+def test_tile_is_window_of_page():
+    """A tile is exactly the page's window (geometry: mask, instance, clean)."""
+    ov = dict(height=1600, width=1100, skew_deg=0.0)
+    for idx in (0, 5):
+        t = render_tile(4, idx, size=256, tiles_per_page=8, **ov)
+        p = render_page(4, idx // 8, **ov)
+        y0, x0 = t["meta"]["y0"], t["meta"]["x0"]
+        win = (slice(y0, y0 + 256), slice(x0, x0 + 256))
+        np.testing.assert_array_equal(t["mask"], p.mask[win])
+        np.testing.assert_array_equal(t["instance"], p.instance[win])
+        assert np.mean(t["clean"] == p.clean[win]) > 0.999
+
+
+@pytest.mark.parametrize("binarize", [True, False])
+def test_write_page_roundtrip(tmp_path, binarize):
+    p = render_page(1, 4, **SMALL, binarize=binarize, colour=False)
+    paths = write_page(p, tmp_path, "000004")
+    with tifffile.TiffFile(paths["tif"]) as tf:
+        pg = tf.pages[0]
+        img = pg.asarray()
+        if binarize:
+            assert pg.compression == 4 and pg.bitspersample == 1    # CCITT G4
+            img = np.where(img, 255, 0)
+        else:
+            assert pg.compression == 5                               # LZW
+    np.testing.assert_array_equal(img.astype(np.uint8), p.image)
+    cal = load_calibration(paths["yaml"])
+    assert cal.to_dict() == p.calibration.to_dict()
+    lines = paths["csv"].read_text().splitlines()
+    assert lines[0].split(",") == ["DEPT"] + [c.mnemonic for c in p.truth.curves]
+    assert len(lines) == p.image.shape[0] + 1
+
+
+def test_cli_instances_and_pages(tmp_path):
+    from training.cli import main
+
+    r = CliRunner().invoke(main, ["synth", "--task", "binary", "--count", "3", "--size", "64",
+                                  "--out", str(tmp_path / "b"), "--seed", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    names = sorted(f.name for f in (tmp_path / "b").iterdir())
+    assert "000002_mask.png" in names and "000000.json" in names and "config.yaml" in names
+    import cv2
+    m = cv2.imread(str(tmp_path / "b" / "000001_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert m.shape == (64, 64) and set(np.unique(m)) <= {0, 1}
+    r = CliRunner().invoke(main, ["synth", "--pages", "--count", "1", "--out", str(tmp_path / "p"),
+                                  "--set", "height=[900,1000]", "--set", "width=[900,950]", "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "000000.tif").exists() and (tmp_path / "p" / "000000_truth.csv").exists()
+    cfg = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
+    assert cfg["height"] == [900, 1000]
+    r = CliRunner().invoke(main, ["synth", "--count", "1", "--out", str(tmp_path / "x"), "--set", "nope=1"])
+    assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_style_class_ids():
+    p = render_page(0, 9, **SMALL, degrade=False)
+    for c in p.truth.curves:
+        assert c.class_id == STYLE_TO_CLASS[c.style]
