@@ -60,6 +60,9 @@ MANIFEST_NAME = "manifest.sqlite"
 INDEX_NAME = "index.csv"
 LOCK_NAME = ".batch.lock"
 
+#: How long ``--scheduler`` waits for the Dask scheduler to answer.
+DASK_CONNECT_TIMEOUT = "30s"
+
 _HASH_CHUNK = 1 << 20
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _TMP_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # names fsutil gives temp files
@@ -526,7 +529,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     started TEXT, finished TEXT, argv TEXT, scheduler TEXT, workers INTEGER,
     done INTEGER, failed INTEGER, skipped INTEGER, pages INTEGER, wall_s REAL,
-    state TEXT                     -- running / finished / interrupted
+    state TEXT                     -- running / finished / interrupted / error
 );
 """
 
@@ -808,8 +811,8 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
                          ) from None
     own = not isinstance(scheduler, Client)
     try:
-        client = Client(scheduler, timeout="30s") if own else scheduler
-    except (OSError, TimeoutError) as e:
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT) if own else scheduler
+    except (OSError, TimeoutError, ValueError) as e:
         raise BatchError(f"cannot reach the Dask scheduler: {e}; start one with "
                          "'dask scheduler' (see docs/batch.md)", str(scheduler)) from None
     try:
@@ -1126,6 +1129,9 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
     except KeyboardInterrupt:
         state = "interrupted"
         report.interrupted = True
+    except BaseException:
+        state = "error"
+        raise
     finally:
         if bar is not None:
             bar.close()

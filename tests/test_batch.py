@@ -296,7 +296,7 @@ if __name__ == "__main__":
 
 
 def _kill_mid_way(tmp_path: Path, inp: Path, out: Path, runner_expr: str, n: int,
-                  sleep: float) -> int:
+                  sleep: float, sig: int = signal.SIGKILL) -> int:
     script = tmp_path / "run.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(HERE), inp=str(inp), out=str(out),
                                           runner=runner_expr))
@@ -318,8 +318,11 @@ def _kill_mid_way(tmp_path: Path, inp: Path, out: Path, runner_expr: str, n: int
                 break
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: as a power cut would
-        proc.wait()
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: as a power cut would
+        else:
+            os.kill(proc.pid, sig)
+        proc.wait(60)
     if not 2 <= done < n:
         pytest.fail(f"kill came at the wrong time ({done}/{n} done); stderr: "
                     f"{proc.stderr.read().decode()[-2000:]}")
@@ -347,6 +350,20 @@ def test_killed_run_resumes_every_page_done_once(tmp_path):
     assert states == ["running", "finished"]  # the killed run never finished
 
 
+def test_sigint_stops_cleanly_then_resume_finishes(tmp_path):
+    n = 6
+    _archive(tmp_path / "in", n)
+    out = tmp_path / "out"
+    _kill_mid_way(tmp_path, tmp_path / "in", out, "FAKE", n, sleep=0.4, sig=signal.SIGINT)
+    db = sqlite3.connect(out / B.MANIFEST_NAME)
+    (state, done), = db.execute("SELECT state, done FROM runs").fetchall()
+    db.close()
+    assert state == "interrupted" and 2 <= done < n
+    rep = B.run_batch([tmp_path / "in"], out, workers=0, runner=FAKE)
+    assert rep.ok and rep.counts["done"] + rep.counts["skipped"] == n
+    assert rep.counts["skipped"] >= done
+
+
 # ---------------------------------------------------------------------------
 # Dask
 # ---------------------------------------------------------------------------
@@ -369,6 +386,20 @@ def test_dask_local_cluster_matches_local_pool(tmp_path):
     local = _rows(tmp_path / "local")
     assert {k: (r["status"], r["error"]) for k, r in rows.items()} == \
         {k: (r["status"], r["error"]) for k, r in local.items()}
+
+
+def test_dask_scheduler_unreachable_is_one_clear_error(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import socket as so
+
+    _archive(tmp_path / "in", 1)
+    with so.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(B, "DASK_CONNECT_TIMEOUT", "1s")
+    with pytest.raises(B.BatchError, match="cannot reach the Dask scheduler"):
+        B.run_batch([tmp_path / "in"], tmp_path / "out", runner=FAKE,
+                    scheduler=f"tcp://127.0.0.1:{port}")
 
 
 # ---------------------------------------------------------------------------
