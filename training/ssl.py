@@ -30,6 +30,7 @@ class MaskConfig:
     ----------
     curve_fraction : (lo, hi) share of each curve's arc length hidden, drawn per curve.
     segment_px : (lo, hi) arc length in px of one hidden stretch.
+    bridge_px : gaps up to ~2x this (dashes, dots) are walked across as one line.
     dilate_px : hidden stretches are widened by this many px on each side, so no
         anti-aliased edge of a hidden line stays visible.
     block_px : edge of the random square blocks hidden over the whole page.
@@ -38,72 +39,76 @@ class MaskConfig:
 
     curve_fraction: tuple[float, float] = (0.3, 0.7)
     segment_px: tuple[int, int] = (8, 32)
+    bridge_px: int = 4
     dilate_px: int = 2
     block_px: int = 32
     block_fraction: float = 0.15
 
 
-def curve_arc_length(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arc-length parameter of one curve drawn as a function of the row (depth).
+def grow_along(support: np.ndarray, seed: tuple[int, int], steps: int) -> np.ndarray:
+    """Pixels of ``support`` reachable from ``seed`` in at most ``steps`` 8-connected moves
+    inside ``support`` (a geodesic ball: a stretch of curve of arc length ~``2 * steps``).
 
     Parameters
     ----------
-    rows, cols : int arrays [P], the curve's pixels.
+    support : bool [H, W] where the walk may go (a curve, widened to bridge dash gaps).
+    seed : (row, col) inside ``support``.
 
     Returns
     -------
-    span : int [R], the rows from the curve's first to its last row.
-    s : float [R], cumulative arc length (px) at each of those rows: ``s[0] = 0`` and
-        each row adds ``sqrt(1 + dx^2)`` with ``dx`` the change of the row's mean
-        column (rows with no pixel, e.g. gaps of a dashed line, are interpolated).
+    bool [H, W].
     """
-    if rows.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    r0, r1 = int(rows.min()), int(rows.max())
-    span = np.arange(r0, r1 + 1)
-    count = np.bincount(rows - r0, minlength=span.size).astype(np.float64)
-    total = np.bincount(rows - r0, weights=cols.astype(np.float64), minlength=span.size)
-    have = count > 0
-    mean = np.interp(span, span[have], total[have] / count[have])
-    step = np.sqrt(1.0 + np.diff(mean) ** 2)
-    return span, np.concatenate([[0.0], np.cumsum(step)])
-
-
-def hidden_rows_for_fraction(s: np.ndarray, fraction: float, segment_px: tuple[int, int],
-                             rng: np.random.Generator, max_segments: int = 10_000) -> np.ndarray:
-    """Pick hidden stretches along a curve until ``fraction`` of its arc length is hidden.
-
-    Parameters
-    ----------
-    s : float [R] cumulative arc length per row (:func:`curve_arc_length`).
-    fraction : target hidden share of the arc length, in [0, 1].
-    segment_px : (lo, hi) length of one stretch in px of arc.
-
-    Returns
-    -------
-    bool [R]: rows whose arc position falls in a hidden stretch. The hidden arc share
-    (:func:`hidden_arc_fraction`) is >= ``fraction`` and exceeds it by at most one stretch.
-    """
-    hidden = np.zeros(s.size, bool)
-    if s.size < 2 or fraction <= 0:
-        return hidden
-    total = s[-1]
-    lo, hi = segment_px
-    for _ in range(max_segments):
-        if hidden_arc_fraction(s, hidden) >= fraction:
+    h, w = support.shape
+    r, c = seed
+    r0, r1 = max(0, r - steps), min(h, r + steps + 1)
+    c0, c1 = max(0, c - steps), min(w, c + steps + 1)
+    sup = support[r0:r1, c0:c1].astype(np.uint8)
+    cur = np.zeros_like(sup)
+    cur[r - r0, c - c0] = 1
+    k = np.ones((3, 3), np.uint8)
+    for _ in range(steps):
+        nxt = cv2.dilate(cur, k) & sup
+        if np.array_equal(nxt, cur):
             break
-        length = rng.uniform(lo, hi)
-        start = rng.uniform(-length, total)
-        hidden |= (s >= start) & (s <= start + length)
+        cur = nxt
+    out = np.zeros((h, w), bool)
+    out[r0:r1, c0:c1] = cur.astype(bool)
+    return out
+
+
+def hide_stretches(pixels: np.ndarray, fraction: float, cfg: MaskConfig,
+                   rng: np.random.Generator, max_segments: int = 1000) -> np.ndarray:
+    """Hide stretches along one curve until ``fraction`` of its pixels (its arc length,
+    for a line of even width) is hidden.
+
+    Each stretch is a geodesic ball (:func:`grow_along`) of arc length drawn from
+    ``cfg.segment_px`` around a random not-yet-hidden curve pixel, walking on the curve
+    widened by ``cfg.bridge_px`` so dashes and dots count as one line. Works for any
+    orientation (wraps and horizontal excursions included).
+
+    Parameters
+    ----------
+    pixels : bool [H, W] the curve's pixels.
+
+    Returns
+    -------
+    bool [H, W] hidden curve pixels (a subset of ``pixels``); their share of ``pixels`` is
+    >= ``fraction`` and exceeds it by at most one stretch.
+    """
+    hidden = np.zeros_like(pixels, dtype=bool)
+    n = int(pixels.sum())
+    if n == 0 or fraction <= 0:
+        return hidden
+    support = dilate(pixels, cfg.bridge_px)
+    lo, hi = cfg.segment_px
+    for _ in range(max_segments):
+        if hidden.sum() >= fraction * n:
+            break
+        rows, cols = np.nonzero(pixels & ~hidden)
+        pick = int(rng.integers(rows.size))
+        steps = max(1, int(round(rng.uniform(lo, hi) / 2)))
+        hidden |= grow_along(support, (int(rows[pick]), int(cols[pick])), steps) & pixels
     return hidden
-
-
-def hidden_arc_fraction(s: np.ndarray, hidden: np.ndarray) -> float:
-    """Share of arc length in hidden rows: a step between rows counts when both are hidden."""
-    if s.size < 2 or s[-1] <= 0:
-        return float(hidden.all()) if hidden.size else 0.0
-    both = hidden[1:] & hidden[:-1]
-    return float(np.diff(s)[both].sum() / s[-1])
 
 
 def curve_segment_mask(instance: np.ndarray, cfg: MaskConfig, rng: np.random.Generator
@@ -117,20 +122,17 @@ def curve_segment_mask(instance: np.ndarray, cfg: MaskConfig, rng: np.random.Gen
     Returns
     -------
     mask : bool [H, W], the hidden curve pixels widened by ``cfg.dilate_px``.
-    fractions : instance id -> hidden share of its arc length (before widening).
+    fractions : instance id -> hidden share of its pixels (before widening), each drawn
+        in ``cfg.curve_fraction``.
     """
-    h, w = instance.shape
-    core = np.zeros((h, w), bool)
+    core = np.zeros(instance.shape, bool)
     fractions: dict[int, float] = {}
     ids = np.unique(instance)
     for cid in ids[ids > 0]:
-        rows, cols = np.nonzero(instance == cid)
-        span, s = curve_arc_length(rows, cols)
-        target = rng.uniform(*cfg.curve_fraction)
-        hid_rows = hidden_rows_for_fraction(s, target, cfg.segment_px, rng)
-        fractions[int(cid)] = hidden_arc_fraction(s, hid_rows)
-        sel = hid_rows[rows - span[0]]
-        core[rows[sel], cols[sel]] = True
+        pix = instance == cid
+        hid = hide_stretches(pix, rng.uniform(*cfg.curve_fraction), cfg, rng)
+        fractions[int(cid)] = float(hid.sum() / pix.sum())
+        core |= hid
     return dilate(core, cfg.dilate_px), fractions
 
 
