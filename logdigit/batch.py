@@ -420,8 +420,48 @@ def output_paths(out_dir: str | os.PathLike, out_stem: str, page: int | None, n_
     return curves, qc
 
 
+def describe_error(e: BaseException) -> tuple[str, str]:
+    """``(message, error type)`` recorded for a failure: a LogdigitError's own
+    message; common OS errors in words; anything else as ``Type: message``."""
+    if isinstance(e, LogdigitError):
+        return e.message, type(e).__name__
+    if isinstance(e, FileNotFoundError):
+        return f"file not found: {e.strerror}", "FileNotFoundError"
+    if isinstance(e, PermissionError):
+        return f"permission denied: {e.strerror}; make the file readable", "PermissionError"
+    if isinstance(e, MemoryError):
+        return "out of memory while converting: use fewer --workers", "MemoryError"
+    return f"{type(e).__name__}: {e}", type(e).__name__
+
+
+def _convert_page(task: dict, runner: Runner, settings: ConvertSettings, segmenter: Any,
+                  page: int | None, n_pages: int) -> tuple[dict, dict[str, float]]:
+    out_dir = Path(task["out_dir"])
+    out, qc = output_paths(out_dir, task["out_stem"], page, n_pages, settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = runner.convert(
+        Path(task["key"]), out, calibration=task.get("calibration"), model=settings.model,
+        segmenter=segmenter, page=page, fmt=settings.fmt, qc_path=qc, step=settings.step,
+        threads=settings.threads, device=settings.device, progress=False)
+    outs = [Path(p) for p in (_attr(res, "outputs", None) or [out] + ([qc] if qc else []))]
+    for p in outs:  # on disk before the manifest says done
+        _fsync_file(p)
+    for d in {p.parent for p in outs}:
+        _fsync_dir(d)
+    part = {
+        "outputs": [Path(os.path.relpath(p, out_dir)).as_posix() for p in outs],
+        "curves": [[page, str(m), float(c)] for m, c in _attr(res, "curves", [])],
+        "warnings": [f"page {page}: {w}" if page is not None else str(w)
+                     for w in _attr(res, "warnings", [])],
+    }
+    return part, {k: float(v) for k, v in (_attr(res, "timings", None) or {}).items()}
+
+
 def run_task(task: dict, runner: Runner) -> dict:
     """Convert one scan, all its pages (or ``settings.page``); never raises for bad input.
+
+    A page that fails does not stop the other pages of the file; the file is then
+    recorded as failed with every failing page's message (``page N: ...``).
 
     Parameters
     ----------
@@ -432,14 +472,12 @@ def run_task(task: dict, runner: Runner) -> dict:
     Returns
     -------
     dict
-        ``key, status ('done'|'failed'), sha256, size, mtime_ns, pages, outputs
-        (paths relative to out_dir), curves [[page, mnemonic, coverage]],
-        warnings, timings (stage -> s), error, error_type, host, pid``.
+        ``key, status ('done'|'failed'), sha256, size, mtime_ns, pages (converted),
+        outputs (paths relative to out_dir), curves [[page, mnemonic, coverage]],
+        warnings, timings (stage -> s, summed over pages), error, error_type, host, pid``.
     """
     t0 = time.perf_counter()
     scan = Path(task["key"])
-    out_dir = Path(task["out_dir"])
-    s = runner.settings
     result: dict[str, Any] = {
         "key": task["key"], "status": "failed", "sha256": None, "size": None,
         "mtime_ns": None, "pages": 0, "outputs": [], "curves": [], "warnings": [],
@@ -447,6 +485,7 @@ def run_task(task: dict, runner: Runner) -> dict:
         "host": socket.gethostname(), "pid": os.getpid(),
     }
     timings: dict[str, float] = {}
+    errors: list[tuple[int | None, str, str]] = []
     try:
         st = os.stat(scan)
         result["size"], result["mtime_ns"] = st.st_size, st.st_mtime_ns
@@ -454,45 +493,29 @@ def run_task(task: dict, runner: Runner) -> dict:
         result["sha256"] = sha256_file(scan)
         timings["hash"] = time.perf_counter() - t
         segmenter = worker_segmenter(runner)
+        settings = _worker_threads(runner.settings)
         n_pages = count_pages(scan)
-        pages: list[int | None]
-        if s.page is not None:
-            pages = [s.page]
-        elif n_pages > 1:
-            pages = list(range(n_pages))
-        else:
-            pages = [None]
-        settings = _worker_threads(s)
+        pages: list[int | None] = ([settings.page] if settings.page is not None else
+                                   list(range(n_pages)) if n_pages > 1 else [None])
         for page in pages:
-            out, qc = output_paths(out_dir, task["out_stem"], page, n_pages, settings)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            res = runner.convert(
-                scan, out, calibration=task.get("calibration"), model=s.model,
-                segmenter=segmenter, page=page, fmt=s.fmt, qc_path=qc, step=s.step,
-                threads=settings.threads, device=s.device, progress=False)
-            outs = [Path(p) for p in (_attr(res, "outputs", None) or [out] + ([qc] if qc else []))]
-            for p in outs:
-                _fsync_file(p)
-            for d in {p.parent for p in outs}:
-                _fsync_dir(d)
-            result["outputs"] += [Path(os.path.relpath(p, out_dir)).as_posix() for p in outs]
-            result["curves"] += [[page, str(m), float(c)] for m, c in _attr(res, "curves", [])]
-            result["warnings"] += [f"page {page}: {w}" if page is not None else str(w)
-                                   for w in _attr(res, "warnings", [])]
-            for k, v in (_attr(res, "timings", None) or {}).items():
-                timings[k] = timings.get(k, 0.0) + float(v)
+            try:
+                part, tm = _convert_page(task, runner, settings, segmenter, page, n_pages)
+            except Exception as e:  # noqa: BLE001 - an archive may hold anything
+                errors.append((page, *describe_error(e)))
+                continue
+            for k in ("outputs", "curves", "warnings"):
+                result[k] += part[k]
+            for k, v in tm.items():
+                timings[k] = timings.get(k, 0.0) + v
             result["pages"] += 1
+    except Exception as e:  # noqa: BLE001
+        errors.append((None, *describe_error(e)))
+    if errors:
+        result["error"] = "; ".join(msg if page is None else f"page {page}: {msg}"
+                                    for page, msg, _ in errors)
+        result["error_type"] = errors[0][2]
+    else:
         result["status"] = "done"
-    except LogdigitError as e:
-        result["error"], result["error_type"] = e.message, type(e).__name__
-    except FileNotFoundError as e:
-        result["error"], result["error_type"] = f"file not found: {e.strerror}", "FileNotFoundError"
-    except PermissionError as e:
-        result["error"], result["error_type"] = (f"permission denied: {e.strerror}; make the file "
-                                                 "readable"), "PermissionError"
-    except Exception as e:  # noqa: BLE001 - an archive may hold anything; record and go on
-        result["error"] = f"{type(e).__name__}: {e}"
-        result["error_type"] = type(e).__name__
     timings["wall"] = time.perf_counter() - t0
     result["timings"] = {k: round(v, 6) for k, v in timings.items()}
     return result
@@ -512,7 +535,7 @@ CREATE TABLE IF NOT EXISTS scans (
     calibration TEXT,              -- calibration file used (sidecar or template), or NULL
     cal_sha256 TEXT,
     settings_sha256 TEXT,          -- model + options that change the outputs
-    status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
     last_action TEXT,              -- what the latest run did: converted / failed / skipped
     run_id INTEGER,                -- latest run that touched the row
     pages INTEGER,
@@ -1101,9 +1124,9 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
                 st = os.stat(res["key"])
                 res = {**res, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         manifest.record(run_id, pl.job, pl, res)
+        report.pages += res["pages"]
         if res["status"] == "done":
             report.counts["done"] += 1
-            report.pages += res["pages"]
         else:
             report.counts["failed"] += 1
             report.failures.append((pl.job.rel, res["error"] or ""))
@@ -1135,6 +1158,10 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
     finally:
         if bar is not None:
             bar.close()
+        if scheduler is None or state == "finished":
+            # workers killed with a broken pool (or a Ctrl-C) leave temp files; all
+            # local workers are gone now, so none of these is being written
+            remove_stale_temps(out_dir)
         report.wall_s = time.perf_counter() - t0
         manifest.finish_run(run_id, state, report.counts, report.pages, report.wall_s)
         report.index = write_index(manifest, out_dir, keys=[j.key for j in jobs])
