@@ -18,20 +18,24 @@ CELL = 128  #: low-frequency field cell (px)
 
 
 def lowfreq(seed: int, page_id: int, y0: int, x0: int, h: int, w: int, cell: int = CELL) -> np.ndarray:
-    """Smooth page-level random field in [0, 1]: float32 [h, w] at page position (y0, x0)."""
-    c0y, c0x = y0 // cell - 1, x0 // cell - 1
-    c1y, c1x = (y0 + h) // cell + 2, (x0 + w) // cell + 2
-    ny, nx = c1y - c0y, c1x - c0x
-    # each cell value is a pure function of (page, cell): a hash, not a sequential draw
+    """Smooth page-level random field in [0, 1]: float32 [h, w] at page position (y0, x0).
+
+    Node values on a ``cell`` grid are a hash of (page, node), so any window of the
+    page sees the same field; one bicubic warp interpolates exactly the window.
+    """
+    c0y, c0x = y0 // cell - 2, x0 // cell - 2
+    c1y, c1x = (y0 + h) // cell + 3, (x0 + w) // cell + 3
     yy, xx = np.meshgrid(np.arange(c0y, c1y).astype(np.uint64), np.arange(c0x, c1x).astype(np.uint64),
                          indexing="ij")
     key = (yy * np.uint64(73856093)) ^ (xx * np.uint64(19349663)) ^ np.uint64((seed * 83492791 + page_id) & 0xFFFFFFFF)
     key = (key ^ (key >> np.uint64(13))) * np.uint64(0x5BD1E995) & np.uint64(0xFFFFFFFF)
     key = key ^ (key >> np.uint64(15))
     grid = (key % np.uint64(10007)).astype(np.float32) / 10007.0
-    big = cv2.resize(grid, (nx * cell, ny * cell), interpolation=cv2.INTER_CUBIC)
-    oy, ox = y0 - c0y * cell, x0 - c0x * cell
-    return np.clip(big[oy:oy + h, ox:ox + w], 0.0, 1.0)
+    # window pixel (i, j) -> grid coordinate ((y0 + i) / cell - c0y, (x0 + j) / cell - c0x)
+    M = np.array([[1.0 / cell, 0.0, x0 / cell - c0x], [0.0, 1.0 / cell, y0 / cell - c0y]], np.float64)
+    out = cv2.warpAffine(grid, M, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _paper(spec: PageSpec, y0: int, x0: int, h: int, w: int) -> np.ndarray:

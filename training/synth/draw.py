@@ -129,7 +129,7 @@ def break_lines(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
         return
     h, w = cv.clean.shape
     holes = hole_field(spec.scan["tex_off"], ua, va, h, w, amount)
-    cv.dark[holes] = (cv.dark[holes] * 0.25).astype(np.uint8)
+    np.right_shift(cv.dark, 2, out=cv.dark, where=holes[..., None])
 
 
 def _text(cv: Canvases, spec: PageSpec, text: str, v: int, u: int, scale: float, thick: int,
@@ -203,11 +203,18 @@ def draw_depth_labels(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
 # curves
 # ---------------------------------------------------------------------------
 
-def _split_runs(start: np.ndarray) -> list[slice]:
-    """Slices of consecutive samples; ``start[i]`` True where a run begins."""
-    idx = np.flatnonzero(start)
-    ends = np.append(idx[1:], len(start))
-    return [slice(a, b) for a, b in zip(idx, ends)]
+def _fixed(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """int32 [n, 2] cv2 fixed-point (SHIFT bits) points from float columns / rows."""
+    return np.round(np.stack([x, u], axis=1) * _ONE).astype(np.int32)
+
+
+def _runs(on: np.ndarray, extend: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Start / stop (exclusive) indices of the True runs of ``on``; stops extended by
+    ``extend`` samples (clipped)."""
+    d = np.diff(on.astype(np.int8), prepend=0, append=0)
+    starts = np.flatnonzero(d == 1)
+    stops = np.minimum(np.flatnonzero(d == -1) + extend, len(on))
+    return starts, stops
 
 
 def dash_paths(xs: np.ndarray, us: np.ndarray, s: np.ndarray, pattern: tuple[float, ...]) -> list[np.ndarray]:
@@ -221,14 +228,14 @@ def dash_paths(xs: np.ndarray, us: np.ndarray, s: np.ndarray, pattern: tuple[flo
 
     Returns
     -------
-    list of float64 [m, 2] (x, u) polylines, one per dash.
+    list of int32 [m, 2] fixed-point polylines (m >= 2), one per dash.
     """
     if len(xs) < 2:
         return []
     period = float(sum(pattern))
     step = 0.5
     sn = np.arange(math.ceil(s[0] / step) * step, s[-1], step)
-    if len(sn) == 0:
+    if len(sn) < 2:
         return []
     ph = np.mod(sn, period)
     on = np.zeros(len(sn), dtype=bool)
@@ -239,37 +246,14 @@ def dash_paths(xs: np.ndarray, us: np.ndarray, s: np.ndarray, pattern: tuple[flo
         acc += length
     if not on.any():
         return []
-    px = np.interp(sn, s, xs)
-    pu = np.interp(sn, s, us)
-    start = on.copy()
-    start[1:] = on[1:] & ~on[:-1]
-    out = []
-    idx = np.flatnonzero(start)
-    for a in idx:
-        b = a
-        while b + 1 < len(on) and on[b + 1]:
-            b += 1
-        if b == a:   # one sample: make it a tiny segment so cv2 draws a dot
-            out.append(np.array([[px[a], pu[a]], [px[a] + 0.3, pu[a] + 0.3]]))
-        else:
-            out.append(np.stack([px[a:b + 1], pu[a:b + 1]], axis=1))
-    return out
-
-
-def _poly(cv: Canvases, spec: PageSpec, paths: list[np.ndarray], width: int, rgb, level: float,
-          cls: int, inst: int) -> None:
-    if not paths:
-        return
-    pts = [np.round(p * _ONE).astype(np.int32).reshape(-1, 1, 2) for p in paths]
-    cv2.polylines(cv.dark, pts, False, _dark_colour(spec, level, rgb), width, cv2.LINE_AA, SHIFT)
-    cv2.polylines(cv.clean, pts, False, 255, width, cv2.LINE_8, SHIFT)
-    cv2.polylines(cv.mask, pts, False, cls, width, cv2.LINE_8, SHIFT)
-    if inst:
-        cv2.polylines(cv.inst, pts, False, inst, width, cv2.LINE_8, SHIFT)
+    pts = _fixed(np.interp(sn, s, xs), np.interp(sn, s, us))
+    starts, stops = _runs(on, extend=1)     # each dash reaches the next sample: >= 2 points
+    return [pts[a:b] for a, b in zip(starts.tolist(), stops.tolist()) if b - a >= 2]
 
 
 def curve_paths(spec: PageSpec, model: RowModel, k: int, ua: int, va: int, h: int) -> list[np.ndarray]:
-    """Pen-down polylines (region coords, float [m, 2] of x, u) of curve ``k`` in rows ua..ua+h."""
+    """Pen-down polylines of curve ``k`` in rows ua..ua+h: int32 [m, 2] fixed-point (x, u)
+    in region coordinates."""
     H = spec.height
     r0, r1 = max(ua - 2, 0), min(ua + h + 2, H)
     if r1 - r0 < 2:
@@ -278,45 +262,92 @@ def curve_paths(spec: PageSpec, model: RowModel, k: int, ua: int, va: int, h: in
     valid = np.isfinite(x)
     if not valid.any():
         return []
-    brk = model.brk[k, r0:r1].copy()
-    brk[0] = True
+    brk = model.brk[k, r0:r1]
+    # a run is a stretch of valid rows with no break inside it
+    starts = np.flatnonzero(valid & (brk | np.concatenate([[True], ~valid[:-1]])))
+    bounds = np.append(starts, len(x))
     u = np.arange(r0, r1, dtype=np.float64) - ua
     xs = x - va
-    s = model.arc[k, r0:r1]
     c = spec.curves[k]
-    paths = []
-    for sl in _split_runs(brk & valid):
-        seg = slice(sl.start, sl.start + int(np.argmin(np.append(valid[sl], False))))  # valid prefix
-        seg_x, seg_u = xs[seg], u[seg]
-        if len(seg_x) == 0:
+    paths: list[np.ndarray] = []
+    if not c.pattern:
+        pts = _fixed(np.where(valid, xs, 0.0), u)
+    s = model.arc[k, r0:r1]
+    for a, nxt in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        b = a + int(np.argmin(np.append(valid[a:nxt], False)))   # valid prefix of the run
+        if b - a < 2:
             continue
         if not c.pattern:
-            if len(seg_x) == 1:
-                paths.append(np.array([[seg_x[0], seg_u[0]], [seg_x[0], seg_u[0] + 0.3]]))
-            else:
-                paths.append(np.stack([seg_x, seg_u], axis=1))
+            paths.append(pts[a:b])
         else:
-            paths.extend(dash_paths(seg_x, seg_u, s[seg], c.pattern))
+            paths.extend(dash_paths(xs[a:b], u[a:b], s[a:b], c.pattern))
     return paths
 
 
 def draw_curves(cv: Canvases, spec: PageSpec, model: RowModel, ua: int, va: int) -> None:
-    """All curves in index order (later curves win crossings) and header legend lines."""
+    """All curves in index order (later curves win crossings) and header legend lines.
+
+    Each curve is rasterised once, into an id canvas; darkness, clean ink, class
+    mask and instance map are derived from it with lookup tables.
+    """
     h, w = cv.clean.shape
-    lvl = spec.ink["curve"]
-    for ci, v0, v1, uu in spec.legend:
+    K = len(spec.curves)
+    ids = np.zeros((h, w), np.uint8)
+    drawn = False
+    for j, (ci, v0, v1, uu) in enumerate(spec.legend):
         if uu + 8 < ua or uu - 8 > ua + h:
             continue
         c = spec.curves[ci]
-        xs = np.array([v0, v1], dtype=np.float64) - va
-        us = np.array([uu, uu], dtype=np.float64) - ua
-        paths = [np.stack([xs, us], 1)] if not c.pattern else dash_paths(xs, us, xs + va - v0, c.pattern)
-        _poly(cv, spec, paths, c.width, c.rgb, lvl, c.class_id, 0)
+        xs = np.array([v0, v0 + 1, v1], dtype=np.float64) - va
+        us = np.full(3, uu, dtype=np.float64) - ua
+        paths = [_fixed(xs, us)] if not c.pattern else dash_paths(xs, us, xs + va - v0, c.pattern)
+        if paths:
+            cv2.polylines(ids, paths, False, K + 1 + j, c.width, cv2.LINE_8, SHIFT)
+            drawn = True
     for k, c in enumerate(spec.curves):
         tr = spec.tracks[c.track]
         if tr.x1 + 4 < va or tr.x0 - 4 > va + w:
             continue
-        _poly(cv, spec, curve_paths(spec, model, k, ua, va, h), c.width, c.rgb, lvl, c.class_id, k + 1)
+        paths = curve_paths(spec, model, k, ua, va, h)
+        if paths:
+            cv2.polylines(ids, paths, False, k + 1, c.width, cv2.LINE_8, SHIFT)
+            drawn = True
+    if not drawn:
+        return
+    luts = _curve_luts(spec)
+    cv.mask[...] = cv2.LUT(ids, luts["mask"])
+    cv.inst[...] = cv2.LUT(ids, luts["inst"])
+    np.maximum(cv.clean, cv2.LUT(ids, luts["cov"]), out=cv.clean)
+    if cv.dark.shape[2] == 1:
+        np.maximum(cv.dark[..., 0], cv2.LUT(ids, luts["dark"][:, 0]), out=cv.dark[..., 0])
+    else:
+        dk = cv2.LUT(cv2.merge([ids, ids, ids]), luts["dark"].reshape(256, 1, 3))
+        np.maximum(cv.dark, dk, out=cv.dark)
+
+
+def _curve_luts(spec: PageSpec) -> dict[str, np.ndarray]:
+    """id -> class / instance / coverage / darkness tables (id k+1 = curve k; above K:
+    header legend line j = id K+1+j, class of its curve, instance 0)."""
+    luts = spec.meta.get("_luts")
+    if luts is not None:
+        return luts
+    K = len(spec.curves)
+    C = 3 if spec.colour else 1
+    m, i, cov = (np.zeros(256, np.uint8) for _ in range(3))
+    dk = np.zeros((256, C), np.uint8)
+    lvl = spec.ink["curve"]
+    owners = [(k + 1, k, True) for k in range(K)] + [(K + 1 + j, leg[0], False) for j, leg in enumerate(spec.legend)]
+    for cid, k, is_curve in owners:
+        if cid > 255:
+            continue
+        c = spec.curves[k]
+        m[cid] = c.class_id
+        i[cid] = k + 1 if is_curve else 0
+        cov[cid] = 255
+        dk[cid] = np.asarray(_dark_colour(spec, lvl, c.rgb)).astype(np.uint8)
+    luts = {"mask": m, "inst": i, "cov": cov, "dark": dk}
+    spec.meta["_luts"] = luts
+    return luts
 
 
 # ---------------------------------------------------------------------------
