@@ -173,8 +173,7 @@ def _glob_base(pattern: str) -> str:
         if _has_magic(p):
             break
         keep.append(p)
-    base = Path(*keep) if keep else Path(".")
-    return os.path.abspath(base if keep and keep != list(parts) else base.parent)
+    return os.path.abspath(Path(*keep) if keep else ".")
 
 
 def _is_scan_name(name: str) -> bool:
@@ -182,7 +181,14 @@ def _is_scan_name(name: str) -> bool:
 
 
 def _walk(folder: str, exclude: str | None) -> Iterator[str]:
+    """Scan files below ``folder`` in sorted order; symlinked folders followed once."""
+    visited: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # a symlink loop or a second link to the same folder
+            dirnames[:] = []
+            continue
+        visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
                              and not (exclude and _same_or_inside(
                                  os.path.join(dirpath, d), exclude)))
@@ -448,8 +454,10 @@ def _convert_page(task: dict, runner: Runner, settings: ConvertSettings, segment
         _fsync_file(p)
     for d in {p.parent for p in outs}:
         _fsync_dir(d)
+    rels = [Path(os.path.relpath(p, out_dir)).as_posix() for p in outs]
     part = {
-        "outputs": [Path(os.path.relpath(p, out_dir)).as_posix() for p in outs],
+        "outputs": rels,
+        "page_outputs": [[page, rels]],
         "curves": [[page, str(m), float(c)] for m, c in _attr(res, "curves", [])],
         "warnings": [f"page {page}: {w}" if page is not None else str(w)
                      for w in _attr(res, "warnings", [])],
@@ -473,15 +481,16 @@ def run_task(task: dict, runner: Runner) -> dict:
     -------
     dict
         ``key, status ('done'|'failed'), sha256, size, mtime_ns, pages (converted),
-        outputs (paths relative to out_dir), curves [[page, mnemonic, coverage]],
+        outputs (paths relative to out_dir), page_outputs [[page, [paths]]],
+        curves [[page, mnemonic, coverage]],
         warnings, timings (stage -> s, summed over pages), error, error_type, host, pid``.
     """
     t0 = time.perf_counter()
     scan = Path(task["key"])
     result: dict[str, Any] = {
         "key": task["key"], "status": "failed", "sha256": None, "size": None,
-        "mtime_ns": None, "pages": 0, "outputs": [], "curves": [], "warnings": [],
-        "timings": {}, "error": None, "error_type": None,
+        "mtime_ns": None, "pages": 0, "outputs": [], "page_outputs": [], "curves": [],
+        "warnings": [], "timings": {}, "error": None, "error_type": None,
         "host": socket.gethostname(), "pid": os.getpid(),
     }
     timings: dict[str, float] = {}
@@ -503,7 +512,7 @@ def run_task(task: dict, runner: Runner) -> dict:
             except Exception as e:  # noqa: BLE001 - an archive may hold anything
                 errors.append((page, *describe_error(e)))
                 continue
-            for k in ("outputs", "curves", "warnings"):
+            for k in ("outputs", "page_outputs", "curves", "warnings"):
                 result[k] += part[k]
             for k, v in tm.items():
                 timings[k] = timings.get(k, 0.0) + v
@@ -540,6 +549,7 @@ CREATE TABLE IF NOT EXISTS scans (
     run_id INTEGER,                -- latest run that touched the row
     pages INTEGER,
     outputs TEXT,                  -- JSON list of paths relative to OUT_DIR
+    page_outputs TEXT,             -- JSON list of [page, [outputs of that page]]
     curves TEXT,                   -- JSON list of [page, mnemonic, coverage]
     warnings TEXT,                 -- JSON list
     timings TEXT,                  -- JSON {stage: seconds}
@@ -625,12 +635,13 @@ class Manifest:
             db.execute(
                 "INSERT OR REPLACE INTO scans (key, rel, out_stem, size, mtime_ns, sha256, "
                 "calibration, cal_sha256, settings_sha256, status, last_action, run_id, pages, "
-                "outputs, curves, warnings, timings, error, error_type, attempts, worker, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "outputs, page_outputs, curves, warnings, timings, error, error_type, attempts, "
+                "worker, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.key, job.rel, job.out_stem, result.get("size"), result.get("mtime_ns"),
                  result.get("sha256"), plan.calibration, plan.cal_sha256, plan.settings_sha256,
                  status, "converted" if status == "done" else "failed", run_id,
                  result.get("pages", 0), json.dumps(result.get("outputs", [])),
+                 json.dumps(result.get("page_outputs", [])),
                  json.dumps(result.get("curves", [])), json.dumps(result.get("warnings", [])),
                  json.dumps(result.get("timings", {})), result.get("error"),
                  result.get("error_type"), plan.attempts + 1,
@@ -748,7 +759,8 @@ def _pool_init() -> None:
 
 def _crash_result(key: str, why: str) -> dict:
     return {"key": key, "status": "failed", "sha256": None, "size": None, "mtime_ns": None,
-            "pages": 0, "outputs": [], "curves": [], "warnings": [], "timings": {},
+            "pages": 0, "outputs": [], "page_outputs": [], "curves": [], "warnings": [],
+            "timings": {},
             "error": why, "error_type": "WorkerCrash", "host": socket.gethostname(), "pid": None}
 
 
@@ -839,12 +851,21 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
         raise BatchError(f"cannot reach the Dask scheduler: {e}; start one with "
                          "'dask scheduler' (see docs/batch.md)", str(scheduler)) from None
     try:
-        if max_in_flight is None:
-            slots = sum(w.get("nthreads", 1) for w in _dask_workers(client).values())
-            max_in_flight = max(4, 4 * max(1, slots))
         pending = list(reversed(tasks))
         keys: dict[Any, dict] = {}
         ac = as_completed()
+        seen = {"t": -1e9, "window": 4}
+
+        def window() -> int:
+            """Tasks to keep queued: 4 x the worker threads now in the cluster (looked
+            up every few seconds, so workers that join later, e.g. queued HPC jobs,
+            get work)."""
+            if max_in_flight is not None:
+                return max_in_flight
+            if time.monotonic() - seen["t"] > 5.0:
+                slots = sum(w.get("nthreads", 1) for w in _dask_workers(client).values())
+                seen.update(t=time.monotonic(), window=max(4, 4 * slots))
+            return seen["window"]
 
         def submit_one():
             t = pending.pop()
@@ -854,7 +875,7 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
             keys[fut] = t
             ac.add(fut)
 
-        while pending and len(keys) < max_in_flight:
+        while pending and len(keys) < window():
             submit_one()
         for fut in ac:
             t = keys.pop(fut)
@@ -864,7 +885,7 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
                 res = _crash_result(t["key"], f"Dask task failed: {type(e).__name__}: {e}")
             fut.release()
             on_result(res)
-            if pending:
+            while pending and len(keys) < window():
                 submit_one()
     finally:
         if own:
@@ -968,7 +989,8 @@ def write_index(manifest: Manifest, out_dir: Path, keys: Iterable[str] | None = 
     """Write ``OUT_DIR/index.csv``: one row per (input, output, curve) with coverage.
 
     Columns: input, status, sha256, page, output, qc, mnemonic, coverage, error.
-    Failed inputs have one row with the error. ``keys`` limits it to those inputs
+    An input with no output (failed) has one row with the error; a multi-page file
+    with some bad pages lists its good pages' curves, with the file's status and error. ``keys`` limits it to those inputs
     (default: every row of the manifest). Written atomically.
     """
     rows = manifest.rows()
@@ -980,24 +1002,18 @@ def write_index(manifest: Manifest, out_dir: Path, keys: Iterable[str] | None = 
                 "error"])
     for k in keys:
         r = rows[k]
-        outs = json.loads(r["outputs"] or "[]")
+        error = r["error"] or ""
         curves = json.loads(r["curves"] or "[]")
-        if r["status"] != "done":
-            w.writerow([r["rel"], r["status"], r["sha256"] or "", "", "", "", "", "",
-                        r["error"] or ""])
-            continue
-        qcs = [o for o in outs if o.endswith(".qc.png")]
-        data = [o for o in outs if not o.endswith(".qc.png")]
-        by_page: dict[Any, list] = {}
-        for page, mn, cov in curves:
-            by_page.setdefault(page, []).append((mn, cov))
-        pages = sorted(by_page, key=lambda p: -1 if p is None else p) or [None]
-        for i, page in enumerate(pages):
-            out = data[i] if i < len(data) else ""
-            qc = qcs[i] if i < len(qcs) else ""
-            for mn, cov in by_page.get(page, [("", "")]):
-                w.writerow([r["rel"], "done", r["sha256"], "" if page is None else page, out, qc,
-                            mn, "" if cov == "" else f"{cov:.4f}", ""])
+        page_outputs = json.loads(r["page_outputs"] or "[]")
+        if not page_outputs:
+            w.writerow([r["rel"], r["status"], r["sha256"] or "", "", "", "", "", "", error])
+        for page, files in page_outputs:
+            out = next((f for f in files if not f.endswith(".qc.png")), "")
+            qc = next((f for f in files if f.endswith(".qc.png")), "")
+            mine = [(m, c) for p, m, c in curves if p == page] or [("", None)]
+            for mn, cov in mine:
+                w.writerow([r["rel"], r["status"], r["sha256"], "" if page is None else page,
+                            out, qc, mn, "" if cov is None else f"{cov:.4f}", error])
     path = out_dir / INDEX_NAME
     with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         f.write(buf.getvalue())

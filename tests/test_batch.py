@@ -135,6 +135,9 @@ def test_discover_folder_glob_list_mirror_names(tmp_path):
     assert [j.rel for j in jobs2] == ["a/001.tif", "a/003.tif", "b/000.tif", "missing.tif"]
     assert [j.missing is not None for j in jobs2] == [False, False, False, True]
     assert B.discover([str(tmp_path / "nothing" / "*.tif")]) == []
+    (tmp_path / "in" / "a" / "loop").symlink_to(tmp_path / "in")  # a symlink loop
+    assert [j.rel for j in B.discover([tmp_path / "in"], exclude=out)] == \
+        ["a/001.tif", "a/003.tif", "b/000.tif", "b/002.tif"]
 
 
 def test_output_names_never_collide(tmp_path):
@@ -250,6 +253,10 @@ def test_a_bad_page_does_not_stop_the_other_pages(tmp_path):
     assert row["status"] == "failed" and row["error"] == "page 1: page 1 is damaged"
     assert json.loads(row["outputs"]) == ["m_p0.las", "m_p2.las"]
     assert sorted(_tree(out)) == ["m_p0.las", "m_p2.las"]
+    with open(out / B.INDEX_NAME) as f:
+        index = [(r["page"], r["output"], r["mnemonic"], r["status"]) for r in csv.DictReader(f)]
+    assert index == [("0", "m_p0.las", "GR", "failed"), ("0", "m_p0.las", "ILD", "failed"),
+                     ("2", "m_p2.las", "GR", "failed"), ("2", "m_p2.las", "ILD", "failed")]
 
 
 def test_stale_temps_removed_and_out_dir_locked(tmp_path):
