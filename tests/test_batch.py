@@ -74,6 +74,16 @@ def pid_segmenter(settings):
 FAKE = B.Runner(convert=fake_convert, make_segmenter=None)
 
 
+def slow_convert(*args, **kwargs):
+    """The real converter, FAKE_SLEEP seconds slower (to kill a run mid-way)."""
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    return B.default_convert(*args, **kwargs)
+
+
+def slow_real_runner(model: str) -> B.Runner:
+    return B.Runner(settings=B.ConvertSettings(model=model, qc=True), convert=slow_convert)
+
+
 def _tiff(path: Path, seed: int, pages: int = 1) -> Path:
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +327,7 @@ sys.path.insert(0, {tests!r})
 import test_batch
 from logdigit import batch as B
 if __name__ == "__main__":
-    B.run_batch([{inp!r}], {out!r}, workers=1, runner=test_batch.{runner})
+    B.run_batch([{inp!r}], {out!r}, workers=1, runner=test_batch.{runner})  # noqa
 """
 
 
@@ -471,6 +481,14 @@ def _real_setup(tmp_path: Path, n: int = 3):
         folder = tmp_path / "in" / ("sub" if i == 0 else "")
         scans.append(synth.write_page(page, folder, f"{i:06d}")["tif"])
     bad = _bad_files(tmp_path / "in" / "bad")
+    # a good scan whose sidecar calibration does not fit it (track beyond the width)
+    misfit = tmp_path / "in" / "bad" / "misfit.tif"
+    misfit.write_bytes(scans[1].read_bytes())
+    cal = scans[1].with_suffix(".yaml").read_text()
+    misfit.with_suffix(".yaml").write_text(
+        cal.replace("tracks:", "tracks:\n- x: [10, 99999]\n  curves: [{style: solid, "
+                    "mnemonic: XX, left: 0, right: 1}]", 1))
+    bad["misfit"] = misfit
     model = darkness_net(tmp_path / "darkness.onnx")
     return scans, bad, str(model)
 
@@ -483,11 +501,13 @@ def test_real_batch_equals_single_converts_and_dask(tmp_path):
     settings = B.ConvertSettings(model=model, qc=True)
     out = tmp_path / "out"
     rep = B.run_batch([tmp_path / "in"], out, workers=1, settings=settings)
-    assert rep.counts == {"done": 3, "failed": 3, "skipped": 0}, rep.summary()
+    assert rep.counts == {"done": 3, "failed": 4, "skipped": 0}, rep.summary()
     rows = _rows(out)
     for name in ("corrupt", "empty", "notes"):
         r = rows[f"bad/{name}.tif"]
         assert r["status"] == "failed" and r["error_type"] == "ImageReadError" and r["error"]
+    r = rows["bad/misfit.tif"]
+    assert r["error_type"] == "CalibrationError" and "99999" in r["error"]
     ref = tmp_path / "ref"
     for scan in scans:
         rel = scan.relative_to(tmp_path / "in").with_suffix("")
@@ -504,7 +524,7 @@ def test_real_batch_equals_single_converts_and_dask(tmp_path):
                                   dashboard_address=None) as cluster:
         rep = B.run_batch([tmp_path / "in"], tmp_path / "dask", settings=settings,
                           scheduler=cluster.scheduler_address)
-    assert rep.counts == {"done": 3, "failed": 3, "skipped": 0}
+    assert rep.counts == {"done": 3, "failed": 4, "skipped": 0}
     assert _tree(tmp_path / "dask") == tree
 
 
@@ -518,10 +538,27 @@ def test_real_cli_exit_codes_summary_and_resume(tmp_path):
             "--workers", "0", "-q"]
     r = CliRunner().invoke(main, args, prog_name="logdigit")
     assert r.exit_code == 1, r.output
-    assert "done             2" in r.output and "failed           3" in r.output
+    assert "done             2" in r.output and "failed           4" in r.output
     assert "FAILED bad/empty.tif" in r.output and "pages/s" in r.output
     for p in bad.values():
         p.unlink()
+    bad["misfit"].with_suffix(".yaml").unlink()
     r = CliRunner().invoke(main, args, prog_name="logdigit")
     assert r.exit_code == 0, r.output
     assert "skipped          2" in r.output and "done             0" in r.output
+
+
+def test_real_killed_run_resumes_to_the_same_outputs(tmp_path):
+    scans, bad, model = _real_setup(tmp_path, n=5)
+    for p in bad.values():
+        p.unlink()
+    out = tmp_path / "out"
+    _kill_mid_way(tmp_path, tmp_path / "in", out, f"slow_real_runner({model!r})", 5, sleep=0.5)
+    rep = B.run_batch([tmp_path / "in"], out, workers=0, runner=slow_real_runner(model))
+    assert rep.ok and rep.counts["done"] + rep.counts["skipped"] == 5
+    assert rep.counts["skipped"] >= 2
+    ref = tmp_path / "ref"
+    B.run_batch([tmp_path / "in"], ref, workers=0, runner=slow_real_runner(model))
+    assert _tree(out) == _tree(ref) and len(_tree(out)) == 10  # LAS + QC, no temp files
+    rows = _rows(out)
+    assert len(rows) == 5 and all(r["status"] == "done" for r in rows.values())
