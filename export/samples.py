@@ -14,6 +14,8 @@ import numpy as np
 #: the training/validation seeds of the training configs
 EXPORT_SEED = 90_210
 SOURCES = ("synth", "toy")
+#: rendered tiles cut from one page (fewer = more varied pages, slower)
+TILES_PER_PAGE = 4
 
 
 def _dataset(source: str, count: int, size: int, seed: int, task: str):
@@ -25,7 +27,9 @@ def _dataset(source: str, count: int, size: int, seed: int, task: str):
     if source == "synth":
         from training.data import SynthTileDataset
 
-        return SynthTileDataset(task=task, split="val", count=count, seed=seed, size=size)
+        # split "all": every index of this seed's own page stream (no training seed)
+        return SynthTileDataset(task=task, split="all", count=count, seed=seed, size=size,
+                                tiles_per_page=TILES_PER_PAGE)
     raise ValueError(f"tile source {source!r} unknown: use one of {SOURCES}")
 
 
