@@ -37,6 +37,7 @@ class RenderConfig:
     wrap_prob: float = 0.35                       #: per wrap-able curve: printed with backups
     dropout_prob: float = 0.3                     #: per curve: has unrecorded stretches
     partial_prob: float = 0.15                    #: per curve: starts late / stops early
+    analogue_prob: float = 0.5                    #: wiggly analogue recording (else smooth digital print)
     label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks
     # -- print / scan --------------------------------------------------------
     colour_prob: float = 0.15                     #: colour print (RGB image, coloured curves)
@@ -51,6 +52,7 @@ class RenderConfig:
     jpeg_quality: tuple[int, int] = (30, 85)
     fade_prob: float = 0.5                        #: faded / broken lines
     band_prob: float = 0.25                       #: dark page-join bands
+    edge_prob: float = 0.12                       #: dark page-edge bar down one side
     stain_prob: float = 0.25
     fold_prob: float = 0.2
     bleed_prob: float = 0.2                       #: bleed-through from the reverse side

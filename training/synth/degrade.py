@@ -49,6 +49,10 @@ def _paper(spec: PageSpec, y0: int, x0: int, h: int, w: int) -> np.ndarray:
     for yc, half, depth in p["bands"]:
         if abs(yc - (y0 + h / 2)) < h / 2 + 4 * half:
             paper -= depth * np.exp(-((ys - yc) / half) ** 2)
+    for xc, half, depth in p.get("edges", ()):
+        if abs(xc - (x0 + w / 2)) < w / 2 + 4 * half:
+            wob = 1.0 + 0.4 * (lowfreq(spec.seed, spec.page_id + 104729, y0, x0, h, 1, 64) - 0.5)
+            paper -= depth * np.exp(-((np.abs(xs - xc) / (half * wob)) ** 4))
     if p["stains"]:
         lf = lowfreq(spec.seed, spec.page_id + 7919, y0, x0, h, w, 64)
         for xc, yc, rx, ry, depth in p["stains"]:
@@ -87,7 +91,7 @@ def scan_window(spec: PageSpec, dark: np.ndarray, y0: int, x0: int) -> np.ndarra
         return _finish(img, C)
     if p["fade"] > 0:
         lf = lowfreq(spec.seed, spec.page_id, y0, x0, h, w)
-        d *= (1.0 - p["fade"] * np.clip(1.6 * lf - 0.3, 0.0, 1.0))[..., None]
+        d *= (1.0 - p["fade"] * np.clip(2.5 * lf - 1.4, 0.0, 1.0))[..., None]   # faded patches
     if p["bleed"] > 0:
         b = cv2.GaussianBlur(np.ascontiguousarray(d[:, ::-1]), (0, 0), 2.0)
         if b.ndim == 2:

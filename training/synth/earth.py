@@ -136,7 +136,7 @@ def _noise(rng: np.random.Generator, n: int, corr_samples: float) -> np.ndarray:
 
 
 def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: float, right: float,
-                    scale: str, wrap: bool) -> np.ndarray:
+                    scale: str, wrap: bool, wiggle: float = 1.0) -> np.ndarray:
     """Position of one curve across its track on the model grid: float64 [N].
 
     The curve is built in plot-fraction space of the chosen scale (0 = left
@@ -144,7 +144,8 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
     uses the track); the caller maps it to values with
     :func:`logdigit.calibration.fraction_to_value`. Off-scale excursions
     (fractions outside 0..1) are kept only when ``wrap``; otherwise the pen is
-    pinned just inside the track edge.
+    pinned just inside the track edge. ``wiggle`` scales the small-scale tool
+    noise (old analogue recordings: 1.5-4, clean digital prints: ~0.5).
     """
     n = len(beds.depth_ft)
     lith, phi, hc = beds.lith, beds.phi, beds.hc
@@ -197,10 +198,18 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
     else:  # pragma: no cover - FAMILIES is closed
         raise ValueError(name)
     f = _smooth(np.asarray(f, dtype=np.float64), fam.resolution_ft * rng.uniform(0.6, 1.4))
-    # tool noise: fine (row-to-row wiggles) + a little correlated
-    amp = fam.noise * rng.uniform(0.3, 1.3)
-    fine = rng.uniform(0.2, 0.7)
-    f = f + amp * (fine * _noise(rng, n, 0.0) + 0.8 * _noise(rng, n, 1.5))
+    if not wrap:
+        # the engineer set the scale so the curve stays on the track: rescale if it would not
+        lo, hi = np.nanpercentile(f, [1, 99])
+        if lo < 0.03 or hi > 0.97:
+            a, b = rng.uniform(0.03, 0.25), rng.uniform(0.75, 0.97)
+            f = a + (f - lo) * (b - a) / max(hi - lo, 1e-6)
+    # tool noise: fine (row-to-row wiggles), spiky (heavy-tailed, ~1 ft) and correlated
+    amp = fam.noise * rng.uniform(0.3, 1.3) * wiggle
+    fine = rng.uniform(0.1, 0.5)
+    spiky = rng.laplace(0.0, 1.0, n)
+    spiky = _smooth(spiky, rng.uniform(0.25, 1.0)) * rng.uniform(0.5, 1.5)
+    f = f + amp * (fine * _noise(rng, n, 0.0) + 0.8 * _noise(rng, n, 1.5) + spiky)
     if wrap:
         f = np.clip(f, -0.95, 1.95)
     else:

@@ -298,6 +298,8 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
     erng = rng_for(seed, page_id, 1)
     beds = sample_beds(erng, top_ft, bottom_ft)
     lw_lo, lw_hi = cfg.line_width
+    analogue = rng.random() < cfg.analogue_prob     # wiggly old recording vs smooth digital print
+    wiggle = float(rng.uniform(1.5, 4.0) if analogue else rng.uniform(0.3, 1.0))
     curves: list[CurveSpec] = []
     used_mn: set[str] = set()
     for t, tr in enumerate(tracks):
@@ -327,7 +329,7 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
                 wrap = bool(ov["wraps"]) and fam.wrap_ok
             else:
                 wrap = fam.wrap_ok and erng.random() < cfg.wrap_prob
-            frac = family_fraction(erng, fam, beds, float(left), float(right), scale, wrap)
+            frac = family_fraction(erng, fam, beds, float(left), float(right), scale, wrap, wiggle)
             if bool(ov.get("wraps", False)) and wrap:
                 frac = _force_excursion(erng, frac)
             frac = _dropouts(erng, frac, cfg, ov, rpu / (FT_PER_M if metric else 1.0))
@@ -485,7 +487,8 @@ def _marks(rng, cfg, tracks, body_top, body_bottom, header_rows, W) -> list[tupl
 def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, binarize: bool,
                  colour: bool) -> dict[str, Any]:
     p: dict[str, Any] = {
-        "paper": float(rng.uniform(205, 250) if not binarize else rng.uniform(215, 255)),
+        "paper": float(rng.uniform(225, 252) if colour else rng.uniform(205, 250) if not binarize
+                       else rng.uniform(215, 255)),
         "paper_tint": tuple(float(x) for x in rng.uniform([-2, -6, -22], [4, 4, -4])) if colour else (0, 0, 0),
         "ink": float(rng.uniform(0, 70)),
         "texture": float(rng.uniform(0, 12)),
@@ -494,14 +497,17 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         "speckle": float(rng.uniform(0.0002, 0.004)) if rng.random() < cfg.speckle_prob else 0.0,
         "jpeg": int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         if (rng.random() < cfg.jpeg_prob and not binarize) else 0,
-        "fade": float(rng.uniform(0.3, 0.8)) if rng.random() < cfg.fade_prob else 0.0,
+        "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
         "broken": float(rng.uniform(0.1, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
         "threshold": float(rng.uniform(110, 185)),
         "bleed": float(rng.uniform(0.08, 0.25)) if rng.random() < cfg.bleed_prob else 0.0,
         "tex_off": (int(rng.integers(0, 4096)), int(rng.integers(0, 4096))),
         "field_seed": int(rng.integers(0, 2 ** 31)),
-        "bands": [], "stains": [], "folds": [],
+        "bands": [], "stains": [], "folds": [], "edges": [],
     }
+    if rng.random() < cfg.edge_prob:   # dark scanner / page-edge bar down one side
+        x = float(rng.uniform(0, 0.12) * W) if rng.random() < 0.5 else float(W - rng.uniform(0, 0.12) * W)
+        p["edges"].append((x, float(rng.uniform(2, 9)), float(rng.uniform(120, 230))))
     if rng.random() < cfg.band_prob:
         for _ in range(int(rng.integers(1, 4))):
             p["bands"].append((float(rng.uniform(0, H)), float(rng.uniform(3, 40)), float(rng.uniform(30, 140))))
