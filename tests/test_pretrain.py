@@ -325,3 +325,28 @@ def test_shipped_configs_resolve(name, cls):
 
     cfg = resolve(cls(), TINY_YAML.parent / f"{name}.yaml")
     assert cfg.optim.steps > 0 and cfg.data.count in (2000, 15000)
+
+
+def test_cli_runs_on_the_renderer_and_chains_pretexts(tmp_path):
+    """Both commands on real rendered pages (tiny), DenseCL -> inpainting chained through
+    ``init``; an init from another network is refused in one line with exit 1."""
+    from training.cli import main
+
+    common = ["data.count=8", "data.size=32", "optim.steps=2", "optim.batch_size=4",
+              "optim.warmup_steps=1", "model.args={base_width: 4, depth: 3}", "device=cpu",
+              "log_every=1"]
+    run = CliRunner().invoke
+    res = run(main, ["pretrain-densecl", "-q", "-o", str(tmp_path / "d"), "dim=8", "hidden=16",
+                     "dense_warmup_steps=1", *common])
+    assert res.exit_code == 0, res.output
+    dcl = tmp_path / "d" / "checkpoint.pt"
+    assert load_checkpoint(dcl)["metrics"]["queue"] == 4  # fitted: 8 pages, batch 4
+    res = run(main, ["pretrain-inpaint", "-q", "-o", str(tmp_path / "i"), f"init={dcl}", *common])
+    assert res.exit_code == 0, res.output
+    chained = load_checkpoint(tmp_path / "i" / "checkpoint.pt")
+    assert chained["config"]["init"] == str(dcl)
+    other = [c if not c.startswith("model.args") else "model.args={base_width: 8, depth: 3}"
+             for c in common]
+    res = run(main, ["pretrain-inpaint", "-q", "-o", str(tmp_path / "x"), f"init={dcl}", *other])
+    assert res.exit_code == 1
+    assert res.output.startswith("logdigit-train: error:") and "of another shape" in res.output

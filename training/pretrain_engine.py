@@ -30,13 +30,15 @@ class DataConfig:
     """Unlabelled pages from the renderer (``training.data.UnlabelledDataset``).
 
     count: number of distinct pages (the pretraining budget, e.g. 2,000 or 15,000);
-    seed: renderer seed; size: square tile edge in px; workers: DataLoader workers.
+    seed: renderer seed; size: square tile edge in px; workers: DataLoader workers;
+    cache_dir: render once into ``.npz`` shards there ("" = render on the fly).
     """
 
     count: int = 2000
     seed: int = 1000
     size: int = 256
     workers: int = 0
+    cache_dir: str = ""
 
 
 @dataclass
@@ -89,7 +91,8 @@ def unlabelled_dataset(cfg: DataConfig):
     """The renderer's unlabelled pages for ``cfg``: items {"image", "clean", "instance"}."""
     from training.data import UnlabelledDataset
 
-    return UnlabelledDataset(count=cfg.count, seed=cfg.seed, size=cfg.size)
+    return UnlabelledDataset(count=cfg.count, seed=cfg.seed, size=cfg.size,
+                             cache_dir=cfg.cache_dir or None)
 
 
 def batches(dataset, batch_size: int, seed: int, workers: int = 0,
