@@ -18,7 +18,7 @@ from training.checkpoint import load_checkpoint
 from training.pretrain_densecl import DenseCLConfig, pretrain_densecl
 from training.engine import NonFiniteLossError
 from training.pretrain_engine import OptimConfig, StepResult, train_steps
-from training.pretrain_inpaint import InpaintConfig, mask_batch, pretrain_inpaint
+from training.pretrain_inpaint import InpaintConfig, MaskedPages, pretrain_inpaint
 
 torch.set_num_threads(1)
 
@@ -122,10 +122,11 @@ def test_dilation_and_blocks():
     assert 0.05 <= blocks.mean() <= 0.12
 
 
-def test_mask_batch_blanks_only_hidden_pixels():
-    ds = FakePages(count=2, size=32)
-    batch = torch.utils.data.default_collate([ds[0], ds[1]])
-    masked, hidden, curve = mask_batch(batch, ssl.MaskConfig(block_px=8), np.random.default_rng(1))
+def test_masked_pages_blank_only_hidden_pixels():
+    pages = MaskedPages(FakePages(count=2, size=32), ssl.MaskConfig(block_px=8), seed=1)
+    batch = torch.utils.data.default_collate([pages[0], pages[1]])
+    hidden, curve = batch["hidden"], (batch["instance"] > 0)[:, None]
+    masked = ssl.apply_mask(batch["image"], hidden)
     assert hidden.any() and (~hidden).any()
     assert torch.equal(masked[~hidden], batch["image"][~hidden])
     paper = batch["image"].flatten(1).median(1).values.view(-1, 1, 1, 1).expand_as(masked)
@@ -133,6 +134,10 @@ def test_mask_batch_blanks_only_hidden_pixels():
     # a real share of the curve pixels is hidden, and not all of them
     share = (hidden & curve).sum() / curve.sum()
     assert 0.2 < float(share) < 0.95
+    # deterministic per (seed, page, epoch), new each epoch
+    assert torch.equal(pages[0]["hidden"], hidden[0])
+    pages.set_epoch(1)
+    assert not torch.equal(pages[0]["hidden"], hidden[0])
 
 
 # ----------------------------------------------------------------------------- inpaint loss

@@ -98,7 +98,9 @@ def unlabelled_dataset(cfg: DataConfig):
 def batches(dataset, batch_size: int, seed: int, workers: int = 0,
             dist: engine.DistInfo | None = None) -> Iterator[Any]:
     """Endless stream of collated batches over ``dataset``: a fresh permutation per epoch
-    (:class:`training.engine.EpochSampler`), sharded over ranks, last partial batch dropped."""
+    (:class:`training.engine.EpochSampler`), sharded over ranks, last partial batch dropped.
+    A dataset with ``set_epoch(e)`` is told the epoch before its loader starts (per-epoch
+    random masks drawn in workers)."""
     dist = dist or engine.DistInfo()
     if len(dataset) < batch_size * dist.world:
         raise ValueError(f"dataset of {len(dataset)} pages is smaller than one batch "
@@ -108,6 +110,8 @@ def batches(dataset, batch_size: int, seed: int, workers: int = 0,
     epoch = 0
     while True:
         sampler = engine.EpochSampler(idx, seed, epoch, 0, dist.rank, dist.world)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
         yield from torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                                                drop_last=True, num_workers=workers)
         epoch += 1

@@ -50,32 +50,37 @@ def build_inpaint_model(cfg: InpaintConfig):
 # ----------------------------------------------------------------------------- engine
 
 
-def mask_batch(batch: dict, cfg: ssl.MaskConfig, rng: np.random.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hide stretches of curve and blocks in a collated batch.
+class MaskedPages(torch.utils.data.Dataset):
+    """Wrap unlabelled pages with their hidden region, drawn in the loader's workers.
 
-    Parameters
-    ----------
-    batch : {"image": float [N, 1, S, S], "instance": int [N, S, S], ...}.
-
-    Returns
-    -------
-    masked : float [N, 1, S, S] image with hidden pixels set to its paper level.
-    hidden : bool [N, 1, S, S].
-    curve : bool [N, 1, S, S] curve pixels (instance > 0).
+    Item = the page's item plus ``hidden``: bool [1, S, S]. The mask of page ``i`` in
+    epoch ``e`` comes from ``rng(seed, i, e)``: deterministic, new every epoch
+    (:func:`training.pretrain_engine.batches` calls :meth:`set_epoch`).
     """
-    inst = batch["instance"].numpy()
-    hidden = np.stack([ssl.inpaint_mask(page, cfg, rng) for page in inst])[:, None]
-    hidden_t = torch.from_numpy(hidden)
-    curve = torch.from_numpy(inst > 0)[:, None]
-    return ssl.apply_mask(batch["image"], hidden_t), hidden_t, curve
+
+    def __init__(self, pages, cfg: ssl.MaskConfig, seed: int = 0):
+        self.pages, self.cfg, self.seed, self.epoch = pages, cfg, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.pages[i])
+        rng = np.random.default_rng([self.seed, int(i), self.epoch])
+        hidden = ssl.inpaint_mask(item["instance"].numpy(), self.cfg, rng)
+        item["hidden"] = torch.from_numpy(hidden)[None]
+        return item
 
 
-def inpaint_step(model, batch: dict, cfg: InpaintConfig, rng: np.random.Generator,
-                 device: torch.device) -> StepResult:
-    """One forward pass: mask, restore, loss over the hidden region."""
-    masked, hidden, curve = mask_batch(batch, cfg.mask, rng)
-    masked, hidden, curve = masked.to(device), hidden.to(device), curve.to(device)
+def inpaint_step(model, batch: dict, cfg: InpaintConfig, device: torch.device) -> StepResult:
+    """One forward pass on a :class:`MaskedPages` batch: blank the hidden region, restore
+    the clean page, L1 over the hidden region (curve pixels weighted up)."""
+    hidden = batch["hidden"].to(device)
+    curve = (batch["instance"] > 0).unsqueeze(1).to(device)
+    masked = ssl.apply_mask(batch["image"].to(device), hidden)
     clean = batch["clean"].to(device)
     with engine.autocast(device, cfg.optim.amp):
         logits = model(masked)
@@ -116,8 +121,8 @@ def pretrain_inpaint(cfg: InpaintConfig, out_dir: str | Path, dataset=None,
         if cfg.init:
             init_strict(model, cfg.init, cfg.init_parts)
         model.to(device).train()
-        rng = np.random.default_rng([cfg.seed, dist.rank])
-        data = batches(dataset, cfg.optim.batch_size, cfg.seed, cfg.data.workers, dist)
+        masked = MaskedPages(dataset, cfg.mask, cfg.seed)
+        data = batches(masked, cfg.optim.batch_size, cfg.seed, cfg.data.workers, dist)
         ckpt_path = out / "checkpoint.pt"
         sha = config_sha256(cfg)
 
@@ -127,7 +132,7 @@ def pretrain_inpaint(cfg: InpaintConfig, out_dir: str | Path, dataset=None,
                             config=to_dict(cfg), config_sha256=sha, step=step, metrics=last,
                             optimizer=opt.state_dict())
 
-        train_steps(lambda b, s: inpaint_step(model, b, cfg, rng, device), data, model, cfg.optim,
+        train_steps(lambda b, s: inpaint_step(model, b, cfg, device), data, model, cfg.optim,
                     dist=dist, checkpoint=save, save_every=cfg.save_every,
                     log_path=out / "log.jsonl", log_every=cfg.log_every, quiet=quiet)
     finally:
