@@ -355,3 +355,39 @@ def test_cli_runs_on_the_renderer_and_chains_pretexts(tmp_path):
     res = run(main, ["pretrain-inpaint", "-q", "-o", str(tmp_path / "x"), f"init={dcl}", *other])
     assert res.exit_code == 1
     assert res.output.startswith("logdigit-train: error:") and "of another shape" in res.output
+
+
+def _dist_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from training.engine import DistInfo
+    from training.pretrain_engine import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        keys = ssl.concat_all_gather(torch.full((2, 3), float(rank)))
+        p = torch.nn.Parameter(torch.zeros(2))
+        p.grad = torch.full((2,), float(rank + 1))
+        average_gradients([p], DistInfo(rank=rank, world=world))
+        torch.save({"keys": keys, "grad": p.grad}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_keys_gathered_and_gradients_averaged_across_processes(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_dist_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["keys"][:, 0].tolist() == [0.0, 0.0, 1.0, 1.0]
+        assert got["grad"].tolist() == [1.5, 1.5]
+    # alone: no process group, keys pass through unchanged
+    k = torch.ones(2, 3)
+    assert ssl.concat_all_gather(k) is k

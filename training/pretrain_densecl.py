@@ -107,8 +107,10 @@ class DenseCL(nn.Module):
         with torch.no_grad():
             fk = self.encoder_k(im_k)[-1]
             k, k_grid, k_pool = self.heads_k(fk)
-        out = ssl.densecl_loss(q, k, self.queue.clone(), q_grid, k_grid, self.queue_dense.clone(),
-                               fq.flatten(2), fk.flatten(2), temperature, dense_weight)
+        with torch.autocast(device_type=im_q.device.type, enabled=False):  # loss in fp32
+            out = ssl.densecl_loss(q.float(), k.float(), self.queue.clone(), q_grid.float(),
+                                   k_grid.float(), self.queue_dense.clone(), fq.flatten(2).float(),
+                                   fk.flatten(2).float(), temperature, dense_weight)
         self.ptr = ssl.enqueue(self.queue, self.ptr, ssl.concat_all_gather(F.normalize(k, dim=1)))
         self.ptr_dense = ssl.enqueue(self.queue_dense, self.ptr_dense,
                                      ssl.concat_all_gather(F.normalize(k_pool, dim=1)))
