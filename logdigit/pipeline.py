@@ -123,6 +123,29 @@ def _line_centres(layout, track: tuple[int, int]) -> tuple[float, float]:
     return xl, xr
 
 
+def _depth_column(cal: Calibration, width: int) -> float | None:
+    """Stored column of the depth track's centre line implied by the calibrated track
+    columns: the widest gap between tracks, else the margin left (or right) of them
+    (None when no track has columns)."""
+    xs = sorted(t.x for t in cal.tracks if t.x is not None)
+    if not xs:
+        return None
+    gaps = [(b[0] - a[1], (a[1] + b[0]) / 2.0) for a, b in zip(xs, xs[1:])]
+    gaps += [(xs[0][0], xs[0][0] / 2.0), (width - xs[-1][1], (xs[-1][1] + width) / 2.0)]
+    inner = [g for g in gaps[:-2] if g[0] >= 0.03 * width]
+    return (inner[0] if inner else max(gaps[-2:]))[1]
+
+
+def _deskewed_rows_at_column(layout, rows: np.ndarray, col_desk: float) -> np.ndarray:
+    """Deskewed rows of the stored points on stored ``rows`` that lie on the deskewed
+    column ``col_desk`` (e.g. the depth track's centre line)."""
+    c = np.full_like(rows, col_desk)
+    for _ in range(3):   # fixed point: the stored column whose deskewed column is col_desk
+        r_d, c_d = layout.to_deskewed(rows, c)
+        c = c + (col_desk - c_d)
+    return layout.to_deskewed(rows, c)[0]
+
+
 def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
               path: str | None = None) -> ReadPlan:
     """Map a calibration (stored pixels) into the deskewed frame, or plan an
@@ -149,9 +172,23 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
         return ReadPlan(tracks, body, False, None, notes)
 
     calibration.validate_image(W, H, path)
-    dcx = W / 2.0 if layout.depth_track is None else sum(layout.depth_track) / 2.0
+    # calibration columns are read at the middle of the rows read (else the centre row)
+    row_ref = (sum(calibration.depth.rows) / 2.0 if calibration.depth.rows is not None
+               else (H - 1) / 2.0)
+
+    def cols_desk(x) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return layout.to_deskewed(np.full_like(x, row_ref), x)[1]
+
+    dcx = _depth_column(calibration, W)
+    if dcx is not None:
+        dcx = float(cols_desk([dcx])[0])
+    elif layout.depth_track is not None:
+        dcx = sum(layout.depth_track) / 2.0
+    else:
+        dcx = W / 2.0
     tie_rows = np.array([t.row for t in calibration.depth.ties], np.float64)
-    r_desk = layout.to_deskewed(tie_rows, np.full_like(tie_rows, dcx))[0]
+    r_desk = _deskewed_rows_at_column(layout, tie_rows, dcx)
     if np.any(np.diff(r_desk) <= 0):
         raise CalibrationError("depth ties are too close together to survive deskewing: "
                                "use ties further apart", path)
@@ -175,7 +212,7 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
             xl, xr = detected[i]
             src = "detected"
         else:
-            xl, xr = (float(v) for v in layout.columns_to_deskewed(np.array(tc.x, np.float64)))
+            xl, xr = (float(v) for v in cols_desk(tc.x))
             src = "calibration"
             tol = max(SNAP_PX, 0.02 * (xr - xl))
             near = [d for d in detected if abs(d[0] - xl) <= tol and abs(d[1] - xr) <= tol]
@@ -184,6 +221,83 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
                 src = "snapped"
         tracks.append(TrackPlan(i, xl, xr, tc.curves, src))
     return ReadPlan(tracks, rows, True, depth, notes)
+
+
+#: "nice" horizontal grid spacings (depth units) the grid refinement snaps to
+NICE_SPACINGS = (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
+#: a row is on a horizontal grid line when this share of the track columns is ink
+GRID_ROW_FILL = 0.5
+
+
+def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
+                   threshold: int, block: int = 8192) -> np.ndarray:
+    """Sub-pixel centres (deskewed rows) of horizontal lines running across the tracks:
+    rows where at least GRID_ROW_FILL of the track columns are ink, grouped, weighted."""
+    H, W = grey.shape
+    cols = np.concatenate([np.arange(max(0, int(t.xl) + 3), min(W, int(t.xr) - 2))
+                           for t in tracks]) if tracks else np.arange(W)
+    if not len(cols):
+        return np.zeros(0)
+    top, bottom = rows
+    fill = np.zeros(bottom - top)
+    c0, c1 = int(cols.min()), int(cols.max()) + 1
+    sel = cols - c0
+    for r0 in range(top, bottom, block):
+        r1 = min(bottom, r0 + block)
+        fill[r0 - top:r1 - top] = (grey[r0:r1, c0:c1][:, sel] < threshold).mean(1)
+    on = fill >= GRID_ROW_FILL
+    d = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+    a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    keep = (b - a) <= 6                     # thicker: a band or a block of text, not a line
+    out = []
+    for s0, s1 in zip(a[keep], b[keep]):
+        w = fill[s0:s1]
+        out.append(top + float((np.arange(s0, s1) * w).sum() / w.sum()))
+    return np.array(out)
+
+
+def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[DepthCalibration, str]:
+    """Refine the ties' depth scale with the horizontal depth grid.
+
+    Grid lines lie on multiples of a round depth spacing; each detected line is matched
+    to the nearest multiple under the ties' mapping, and depth is fitted linearly to
+    all matched lines (outliers dropped). The fit is used only when it agrees with the
+    ties (within a quarter grid spacing) and fits the lines to 0.5 row RMS; otherwise
+    the ties are kept. Returns (depth calibration, a note saying what was done).
+    """
+    dep = plan.depth
+    lines = grid_line_rows(grey, plan.tracks, plan.rows, threshold)
+    if len(lines) < 6:
+        return dep, "depth from the ties (too few horizontal grid lines to refine)"
+    tr = np.array([t.row for t in dep.ties])
+    td = np.array([t.depth for t in dep.ties])
+    rpu = (tr[-1] - tr[0]) / (td[-1] - td[0])          # rows per depth unit
+    sp_rows = float(np.median(np.diff(lines)))
+    sp = sp_rows / rpu
+    nice = min(NICE_SPACINGS, key=lambda v: abs(math.log(v / sp)))
+    if abs(math.log(nice / sp)) > 0.08:
+        return dep, f"depth from the ties (grid spacing {sp:.3g} {dep.unit} is not a round value)"
+    d_coarse = Calibration(depth=dep).depth_at(lines)
+    k = np.round(d_coarse / nice)
+    resid = (d_coarse - k * nice) * rpu                   # rows
+    ok = np.abs(resid) < 0.25 * nice * rpu
+    for _ in range(3):
+        if ok.sum() < 6:
+            return dep, "depth from the ties (grid lines do not match the ties)"
+        a, b = np.polyfit(lines[ok], k[ok] * nice, 1)
+        res_rows = (np.polyval([a, b], lines) - k * nice) / a
+        ok = ok & (np.abs(res_rows) < 1.0)
+    rms = float(np.sqrt(np.mean(res_rows[ok] ** 2)))
+    tie_err = float(np.max(np.abs(np.polyval([a, b], tr) - td)) * rpu)
+    if rms > 0.5 or tie_err > 0.25 * nice * rpu:
+        return dep, (f"depth from the ties (grid fit RMS {rms:.2f} rows, {tie_err:.2f} rows "
+                     "from the ties)")
+    H0, H1 = plan.rows
+    ties = [DepthTie(float(H0), float(np.polyval([a, b], H0))),
+            DepthTie(float(H1), float(np.polyval([a, b], H1)))]
+    return (DepthCalibration(unit=dep.unit, ties=ties, rows=dep.rows),
+            f"depth refined to {int(ok.sum())} horizontal grid lines every {nice:g} {dep.unit} "
+            f"(RMS {rms:.2f} rows; ties within {tie_err:.2f} rows)")
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +327,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
              confidence: np.ndarray | None = None, rgb: np.ndarray | None = None,
              step: float | None = None, binary: bool = False,
              tracker: TrackerConfig | None = None, path: str | None = None,
-             plan: ReadPlan | None = None) -> Digitised:
+             plan: ReadPlan | None = None, grey: np.ndarray | None = None) -> Digitised:
     """Class masks -> curves on a regular depth step.
 
     Parameters
@@ -239,6 +353,9 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         Calibration file named in errors.
     plan : ReadPlan or None
         A plan from :func:`plan_read` (made here when None).
+    grey : uint8 [H, W] or None
+        The deskewed scan: when given, the depth scale is refined to the horizontal
+        grid (:func:`refine_depth`).
 
     Returns
     -------
@@ -249,6 +366,9 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     plan = plan or plan_read(calibration, layout, (H, W), path)
     warnings = list(plan.notes)
     top, bottom = plan.rows
+    depth_note = "depth from the ties"
+    if grey is not None and plan.calibrated:
+        plan.depth, depth_note = refine_depth(grey, plan, getattr(layout, "threshold", 128))
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
     qc: list[QCCurve] = []
     for tp in plan.tracks:
@@ -323,6 +443,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         cf = np.where(np.isfinite(vals), np.nan_to_num(cf), 0.0)
         columns.append(CurveColumn(mnem, cunit, vals, cf, descr))
     table = DepthTable(depth=grid, depth_unit=unit, step=step, curves=columns)
+    if plan.calibrated:
+        table.notes.append(depth_note)
     if not plan.calibrated:
         table.notes.append("UNCALIBRATED: no calibration was given; DEPT is the (deskewed) "
                            "pixel row and curves are fractions of the track width "
@@ -475,7 +597,7 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     del c_part, q_part
     lap("segment")
     dig = digitise(classes, cal, layout, confidence=conf, rgb=rgb, step=step,
-                   binary=seg.binary, tracker=tracker, plan=plan)
+                   binary=seg.binary, tracker=tracker, plan=plan, grey=grey)
     del classes, conf
     lap("vectorise")
     table = dig.table

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import CurveCalibration, fraction_to_value
+from .constants import STYLE_TO_CLASS
 
 
 @dataclass
@@ -41,12 +42,16 @@ class TrackerConfig:
     """Tracker costs and gap rules (pixels / rows of the deskewed scan)."""
 
     merge_px: int = 2             #: runs in one row closer than this are one candidate
+    merge_broken_px: int = 12     #: the same for dashed, dotted and dash-dot classes
     slack_px: float = 2.0         #: free gap between consecutive rows' runs
+    slack_width: float = 1.0      #: ... plus this times the narrower run's width
     jump_cost: float = 0.5        #: cost per px of gap beyond slack
     smooth_cost: float = 0.02     #: cost per px of centre displacement
-    miss_cost: float = 1.0        #: cost per row without a candidate on the path
+    miss_cost: float = 3.0        #: cost per row without a candidate on the path
+    miss_busy_cost: float = 10.0   #: ... when the row has candidates the path skips
     gap_drift_px: float = 1.5     #: extra slack per row of gap
-    teleport_cost: float = 25.0   #: the most any single jump costs
+    teleport_cost: float = 12.0   #: the most any single jump costs
+    level_cost: float = 0.005      #: per row on a backup trace (wrapped curves)
     start_cost: float = 5.0       #: cost to begin the path
     gap_hypotheses: int = 4       #: paths in a gap kept per row (distinct last runs)
     max_gap_px: int = 60          #: bridge NaN gaps up to this many rows
@@ -105,10 +110,12 @@ def _gap(s1: int, e1: int, s2: int, e2: int, period: int) -> float:
     return d
 
 
-def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0) -> np.ndarray:
+def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
+                 emit: np.ndarray | None = None) -> np.ndarray:
     """The cheapest path through the runs: int [H], the chosen run index per row or -1.
 
-    ``period`` > 0 measures distances around a track of that width (wrapped curves).
+    ``period`` > 0 measures distances around a track of that width; ``emit`` [K] adds
+    a cost for choosing each run (e.g. for backup-trace levels of unrolled runs).
     """
     H = runs.n_rows
     s = runs.starts.tolist()
@@ -118,8 +125,12 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0) -> np.ndarray:
     cen = [(a + b - 1) * 0.5 for a, b in zip(s, e)]
     cost = [0.0] * n
     back = [-1] * n
+    em = [0.0] * n if emit is None else [float(v) for v in emit]
     miss, jc, slack = cfg.miss_cost, cfg.jump_cost, cfg.slack_px
     sm, tele, drift, start = cfg.smooth_cost, cfg.teleport_cost, cfg.gap_drift_px, cfg.start_cost
+    sw = cfg.slack_width
+    busy = cfg.miss_busy_cost
+    wid = [b - a for a, b in zip(s, e)]
     inf = math.inf
     nkeep = cfg.gap_hypotheses
     gaps: list[list] = []                   # [cost, last node, rows since] best first
@@ -129,15 +140,16 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0) -> np.ndarray:
         if lo < hi:
             free = miss * r + start
             for j in range(lo, hi):
-                sj, ej, cj = s[j], e[j], cen[j]
+                sj, ej, cj, wj = s[j], e[j], cen[j], wid[j]
                 best, bk = free, -1
                 for i in range(plo, phi):
                     d = _gap(s[i], e[i], sj, ej, period)
                     dc = abs(cj - cen[i])
                     if period and dc > period / 2:
                         dc = period - dc
-                    t = jc * (d - slack) if d > slack else 0.0
-                    t = min(tele, t + sm * dc)
+                    sl = slack + sw * (wj if wj < wid[i] else wid[i])
+                    t = jc * (d - sl) if d > sl else 0.0
+                    t = (tele if t > tele else t) + sm * dc
                     c = cost[i] + t
                     if c < best:
                         best, bk = c, i
@@ -150,14 +162,16 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0) -> np.ndarray:
                     c = gc + min(tele, t)
                     if c < best:
                         best, bk = c, i
-                cost[j], back[j] = best, bk
-        # gap hypotheses at row r (row r on no node): from row r-1's nodes or older gaps
+                cost[j], back[j] = best + em[j], bk
+        # gap hypotheses at row r (row r on no node): from row r-1's nodes or older gaps;
+        # skipping a row that has candidates costs more than an empty row
+        mr = miss if lo == hi else busy
         for g in gaps:
-            g[0] += miss
+            g[0] += mr
             g[2] += 1
         if plo < phi:
             for i in range(plo, phi):
-                gaps.append([cost[i] + miss, i, 1])
+                gaps.append([cost[i] + mr, i, 1])
             gaps.sort()
             del gaps[nkeep:]
         plo, phi = lo, hi
@@ -231,18 +245,22 @@ def bridge_gaps(x: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
     return x, bridged
 
 
-def unwrap_fraction(frac: np.ndarray) -> np.ndarray:
-    """Unwrap backup traces: where consecutive finite fractions jump by more than 0.5,
-    shift what follows by a whole track width (the main trace starts in [0, 1])."""
-    f = np.asarray(frac, dtype=np.float64).copy()
-    idx = np.flatnonzero(np.isfinite(f))
-    if len(idx) < 2:
-        return f
-    v = f[idx]
-    jumps = np.diff(v)
-    shift = np.concatenate([[0.0], -np.cumsum(np.round(jumps))])
-    f[idx] = v + shift
-    return f
+def unroll(runs: Runs, period: int, levels: tuple[int, ...] = (-1, 0, 1)) -> tuple[Runs, np.ndarray, np.ndarray]:
+    """Copies of every run shifted by ``level * period`` (backup-trace levels), so a
+    wrapped curve is one continuous path in unrolled columns.
+
+    Returns ``(runs, level, source)``: the unrolled runs (sorted by row, then
+    column), the level of each, and the index of the original run it copies.
+    """
+    n = len(runs.rows)
+    lv = np.repeat(np.array(levels, np.int64), n)
+    src = np.tile(np.arange(n), len(levels))
+    rows = np.tile(runs.rows, len(levels))
+    st = np.tile(runs.starts, len(levels)) + lv * period
+    en = np.tile(runs.ends, len(levels)) + lv * period
+    order = np.lexsort((st, rows))
+    rows, st, en, lv, src = rows[order], st[order], en[order], lv[order], src[order]
+    return Runs(rows, st, en, np.searchsorted(rows, np.arange(runs.n_rows + 1))), lv, src
 
 
 @dataclass
@@ -302,24 +320,30 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     width = float(xr - xl)
     out: list[CurveTrace | None] = []
     shared = None
+    merge = cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
     if masks is None:
-        shared = find_runs(classes[top:bottom, c0:c1] == cls, cfg.merge_px)
+        shared = find_runs(classes[top:bottom, c0:c1] == cls, merge)
     for k in range(n_curves):
-        runs = shared if masks is None else find_runs(masks[k], cfg.merge_px)
-        period = int(round(width)) if wrap[k] else 0
-        path = viterbi_path(runs, cfg, period)
-        x = drop_blips(path_centres(runs, path), cfg.blip_rows, cfg.blip_px) + c0
+        runs = shared if masks is None else find_runs(masks[k], merge)
+        if wrap[k]:  # track in unrolled columns: levels -1, 0, +1 of backup traces
+            uruns, lv, src = unroll(runs, int(round(width)))
+            upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv))
+            x = path_centres(uruns, upath)
+            used = src[upath[upath >= 0]]
+        else:
+            path = viterbi_path(runs, cfg)
+            x = path_centres(runs, path)
+            used = path[path >= 0]
+        x = drop_blips(x, cfg.blip_rows, cfg.blip_px) + c0
         if masks is None:  # the next curve of this style uses what this one left
             keep = np.ones(len(runs.rows), bool)
-            keep[path[path >= 0]] = False
+            keep[used] = False
             shared = runs.subset(keep)
         n_obs = int(np.isfinite(x).sum())
         if n_obs < cfg.min_rows:
             out.append(None)
             continue
         frac = (x - xl) / width
-        if wrap[k]:
-            frac = unwrap_fraction(frac)
         frac, bridged = bridge_gaps(frac, cfg.max_gap_px)
         observed = np.isfinite(frac) & ~bridged
         conf = np.zeros(len(frac))
