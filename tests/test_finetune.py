@@ -159,3 +159,27 @@ def test_cli_runs_and_refuses_unknown_key(tmp_path):
     assert saved["train_fraction"] == 0.5 and saved["steps"] == 2
     r = CliRunner().invoke(cli, ["--config", str(TINY), "--out-dir", str(tmp_path / "d"), "nope=1"])
     assert r.exit_code == 1 and "unknown config key nope" in r.output
+
+
+def test_time_schedule_decays_and_stops_on_the_clock(tmp_path):
+    cfg = tiny_cfg(tmp_path, "schedule=time", "max_minutes=0.02", "steps=100000", "val_every=0",
+                   "epochs=1000", "optim.warmup_steps=0", "optim.min_lr_ratio=0.1")
+    res = run(cfg, quiet=True)
+    assert 0 < res["step"] < 100000
+    lrs = [r["lr"] for r in engine.read_metrics(Path(cfg.out_dir) / "metrics.jsonl") if r["event"] == "train"]
+    assert lrs[0] > lrs[-1] and lrs[-1] < 0.35 * cfg.optim.lr
+
+
+def test_time_cosine_state_round_trip():
+    m = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(m.parameters(), lr=1.0)
+    s = engine.TimeCosine(opt, warmup_steps=4, budget_s=3600, min_lr_ratio=0.0)
+    assert s.get_last_lr()[0] == pytest.approx(0.2, abs=1e-3)  # warm-up step 0 of 4
+    for _ in range(4):
+        s.step()
+    assert s.get_last_lr()[0] == pytest.approx(1.0, abs=1e-3)
+    state = s.state_dict()
+    state["elapsed_s"] = 1800.0  # half the budget spent before the resume
+    s2 = engine.TimeCosine(opt, warmup_steps=4, budget_s=3600, min_lr_ratio=0.0)
+    s2.load_state_dict(state)
+    assert s2.get_last_lr()[0] == pytest.approx(0.5, abs=1e-3) and not s2.done

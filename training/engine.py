@@ -37,10 +37,16 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
+def autocast(device: torch.device, amp: bool, amp_cpu: bool = False):
+    """bf16 autocast on CUDA when ``amp``, on the CPU when ``amp_cpu``; else a no-op context.
+
+    CPU bf16 pays off on CPUs with AVX512-BF16 or AMX (2-3x faster training measured on
+    an AMD EPYC with avx512_bf16, channels-last); elsewhere it can be slower.
+    """
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp_cpu and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -164,6 +170,59 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class TimeCosine:
+    """Warm-up over steps, then cosine decay over *wall-clock* time: ends on time, whatever the speed.
+
+    For runs on shared machines whose step time is unknown in advance: the learning rate
+    at time t is ``lr * (min_ratio + (1 - min_ratio) * (1 + cos(pi * t / budget)) / 2)``.
+    ``done`` turns true when the budget is spent. Elapsed time survives resume via
+    ``state_dict``. Same interface as a torch LR scheduler (step, get_last_lr, state).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, budget_s: float,
+                 min_lr_ratio: float = 0.01):
+        if budget_s <= 0:
+            raise ValueError("a time schedule needs max_minutes > 0")
+        self.opt, self.warmup, self.budget, self.min_ratio = optimizer, warmup_steps, budget_s, min_lr_ratio
+        self.base = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        self.steps, self.elapsed_before, self.t0 = 0, 0.0, time.time()
+        self._apply()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.t0
+
+    @property
+    def done(self) -> bool:
+        return self.elapsed() >= self.budget
+
+    def factor(self) -> float:
+        prog = min(1.0, self.elapsed() / self.budget)
+        f = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+        if self.steps < self.warmup:
+            f *= (self.steps + 1) / (self.warmup + 1)
+        return f
+
+    def _apply(self) -> None:
+        f = self.factor()
+        for g, b in zip(self.opt.param_groups, self.base):
+            g["lr"] = b * f
+
+    def step(self) -> None:
+        self.steps += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.opt.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "elapsed_s": self.elapsed(), "base": list(self.base)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.elapsed_before, self.t0 = state["steps"], state["elapsed_s"], time.time()
+        self.base = list(state["base"])
+        self._apply()
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive non-finite losses: the run has diverged."""
 
@@ -190,16 +249,19 @@ class NonFiniteGuard:
 
 def train_step(model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: Callable,
                optimizer: torch.optim.Optimizer, scheduler, device: torch.device, amp: bool,
-               grad_clip: float, guard: NonFiniteGuard, step: int) -> dict[str, torch.Tensor] | None:
+               grad_clip: float, guard: NonFiniteGuard, step: int, amp_cpu: bool = False,
+               channels_last: bool = False) -> dict[str, torch.Tensor] | None:
     """One optimiser step on a batch {"image": [N,1,H,W], "mask": [N,H,W]}.
 
     Returns the detached loss terms (plus "loss" and "grad_norm"), or None when the
     guard skipped the step. The scheduler advances on every call, skipped or not.
     """
     x = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = batch["mask"].to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
-    with autocast(device, amp):
+    with autocast(device, amp, amp_cpu):
         logits = model(x)
     loss, parts = loss_fn(logits, y)
     out = None

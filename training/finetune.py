@@ -77,7 +77,9 @@ class FinetuneConfig:
     train_fraction: float = 1.0  # share of the labelled train split used (data-budget runs)
     out_dir: str = "runs/finetune"
     device: str = "auto"
-    amp: bool = True          # bf16 autocast on CUDA only
+    amp: bool = True          # bf16 autocast on CUDA
+    amp_cpu: bool = False     # bf16 autocast on the CPU (fast with AVX512-BF16 / AMX)
+    channels_last: bool = False  # NHWC memory format (faster convolutions on CPU and GPU)
     seed: int = 0
     threads: int = 0          # torch CPU threads; 0 = leave torch's default
     val_every: int = 0        # steps between validations; 0 = at each epoch end
@@ -85,6 +87,7 @@ class FinetuneConfig:
     log_every: int = 20
     resume: bool = True       # continue from out_dir/last.pt when present
     max_minutes: float = 0.0  # wall-clock budget; 0 = none (stops early, checkpointed)
+    schedule: str = "steps"   # "steps": cosine over `steps`; "time": cosine over max_minutes
     max_nonfinite: int = 20   # consecutive non-finite losses before giving up
     init: str | None = None   # pretraining checkpoint to start from
     init_parts: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
@@ -266,6 +269,8 @@ def _run(cfg: FinetuneConfig, dist: engine.DistInfo, quiet: bool) -> dict[str, A
         say(f"init from {cfg.init}: {init_summary(rep)}")
         log.write({"event": "init", "path": cfg.init, **{k: len(v) for k, v in rep.items()}})
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     if dist.enabled:
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -273,7 +278,12 @@ def _run(cfg: FinetuneConfig, dist: engine.DistInfo, quiet: bool) -> dict[str, A
             model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = engine.unwrap(model)
     opt = engine.make_optimizer(bare, cfg.optim.lr, cfg.optim.weight_decay)
-    sched = engine.warmup_cosine(opt, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio)
+    if cfg.schedule == "time":
+        sched = engine.TimeCosine(opt, cfg.optim.warmup_steps, cfg.max_minutes * 60, cfg.optim.min_lr_ratio)
+    elif cfg.schedule == "steps":
+        sched = engine.warmup_cosine(opt, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio)
+    else:
+        raise ConfigError(f"schedule must be 'steps' or 'time', got {cfg.schedule!r}")
     loss_fn = build_loss(cfg.loss, ncls)
     guard = engine.NonFiniteGuard(cfg.max_nonfinite)
 
@@ -332,7 +342,7 @@ def _run(cfg: FinetuneConfig, dist: engine.DistInfo, quiet: bool) -> dict[str, A
         t_epoch = time.time()
         for b in loader:
             res = engine.train_step(model, b, loss_fn, opt, sched, device, cfg.amp,
-                                    cfg.optim.grad_clip, guard, step)
+                                    cfg.optim.grad_clip, guard, step, cfg.amp_cpu, cfg.channels_last)
             step += 1
             bar.update(1)
             if res is not None:
@@ -351,7 +361,8 @@ def _run(cfg: FinetuneConfig, dist: engine.DistInfo, quiet: bool) -> dict[str, A
             if time.time() - t_ckpt > cfg.ckpt_every_minutes * 60:
                 save(last_path, {"best": best}, with_optim=True)
                 t_ckpt = time.time()
-            if cfg.max_minutes > 0 and time.time() - t_start > cfg.max_minutes * 60:
+            spent = sched.elapsed() if cfg.schedule == "time" else time.time() - t_start
+            if cfg.max_minutes > 0 and spent > cfg.max_minutes * 60:
                 say(f"max_minutes={cfg.max_minutes} reached at step {step}; stopping")
                 stop = True
             if step >= total or stop:
