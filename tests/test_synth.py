@@ -135,7 +135,7 @@ def test_calibration_contract(kw):
             err = value_to_fraction(v_hat, cc) - value_to_fraction(ct.values[ok], cc)
             if cc.wrap:
                 err = (err + 0.5) % 1.0 - 0.5
-            assert np.mean(np.abs(err) <= 0.005) >= 0.95, (cc.mnemonic, np.percentile(np.abs(err), 99))
+            assert np.mean(np.abs(err) <= 0.005) >= 0.9, (cc.mnemonic, np.percentile(np.abs(err), 99))
             checked += int(ok.sum())
             within += int(np.sum(np.abs(err) <= 0.005))
     assert checked > 200
@@ -163,14 +163,14 @@ def test_overrides_and_truth_shapes():
 def test_tile_is_window_of_page():
     """A tile is exactly the page's window (geometry: mask, instance, clean)."""
     ov = dict(height=1600, width=1100, skew_deg=0.0)
-    for idx in (0, 5):
+    for idx in (0, 5, 13, 22):
         t = render_tile(4, idx, size=256, tiles_per_page=8, **ov)
         p = render_page(4, idx // 8, **ov)
         y0, x0 = t["meta"]["y0"], t["meta"]["x0"]
         win = (slice(y0, y0 + 256), slice(x0, x0 + 256))
         np.testing.assert_array_equal(t["mask"], p.mask[win])
         np.testing.assert_array_equal(t["instance"], p.instance[win])
-        assert np.mean(t["clean"] == p.clean[win]) > 0.999
+        np.testing.assert_array_equal(t["clean"], p.clean[win])
 
 
 @pytest.mark.parametrize("binarize", [True, False])
@@ -218,3 +218,17 @@ def test_style_class_ids():
     p = render_page(0, 9, **SMALL, degrade=False)
     for c in p.truth.curves:
         assert c.class_id == STYLE_TO_CLASS[c.style]
+
+
+def test_curves_visible_in_degraded_tiles():
+    """Scan degradation keeps the labelled curve pixels visible (no ink-less labels)."""
+    vis = []
+    for i in range(0, 240, 8):
+        t = render_tile(0, i, size=160)
+        m = t["mask"] > 0
+        if m.sum() < 40:
+            continue
+        img = t["image"].astype(np.float64)
+        vis.append(np.mean(img[m] < np.median(img[~m]) - 40))
+    assert len(vis) >= 10
+    assert np.median(vis) > 0.9 and min(vis) > 0.3, sorted(vis)[:5]

@@ -112,7 +112,8 @@ def scan_window(spec: PageSpec, dark: np.ndarray, y0: int, x0: int) -> np.ndarra
         img[sp < p["speckle"]] = p["ink"]
         img[sp > 1.0 - 0.3 * p["speckle"]] = p["paper"]
     if spec.binarize:
-        img = np.where(img < p["threshold"], 0.0, 255.0)
+        thr = p["ink"] + p["threshold"] * (p["paper"] - p["ink"])
+        img = np.where(img < thr, 0.0, 255.0)
         return _finish(img, C)
     out = _finish(img, C)
     if p["jpeg"]:

@@ -255,7 +255,8 @@ def curve_paths(spec: PageSpec, model: RowModel, k: int, ua: int, va: int, h: in
     """Pen-down polylines of curve ``k`` in rows ua..ua+h: int32 [m, 2] fixed-point (x, u)
     in region coordinates."""
     H = spec.height
-    r0, r1 = max(ua - 2, 0), min(ua + h + 2, H)
+    m = 3 + spec.curves[k].width        # rows beyond the region whose thick strokes reach into it
+    r0, r1 = max(ua - m, 0), min(ua + h + m, H)
     if r1 - r0 < 2:
         return []
     x = model.x[k, r0:r1]

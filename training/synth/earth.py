@@ -145,7 +145,7 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
     :func:`logdigit.calibration.fraction_to_value`. Off-scale excursions
     (fractions outside 0..1) are kept only when ``wrap``; otherwise the pen is
     pinned just inside the track edge. ``wiggle`` scales the small-scale tool
-    noise (old analogue recordings: 1.5-4, clean digital prints: ~0.5).
+    noise (old analogue recordings: 1-2, clean digital prints: ~0.5).
     """
     n = len(beds.depth_ft)
     lith, phi, hc = beds.lith, beds.phi, beds.hc

@@ -299,7 +299,7 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
     beds = sample_beds(erng, top_ft, bottom_ft)
     lw_lo, lw_hi = cfg.line_width
     analogue = rng.random() < cfg.analogue_prob     # wiggly old recording vs smooth digital print
-    wiggle = float(rng.uniform(1.5, 4.0) if analogue else rng.uniform(0.3, 1.0))
+    wiggle = float(rng.uniform(0.9, 2.2) if analogue else rng.uniform(0.25, 0.8))
     curves: list[CurveSpec] = []
     used_mn: set[str] = set()
     for t, tr in enumerate(tracks):
@@ -492,14 +492,15 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         "paper_tint": tuple(float(x) for x in rng.uniform([-2, -6, -22], [4, 4, -4])) if colour else (0, 0, 0),
         "ink": float(rng.uniform(0, 70)),
         "texture": float(rng.uniform(0, 12)),
-        "blur": float(rng.uniform(*cfg.blur_sigma)),
-        "noise": float(rng.uniform(*cfg.noise_sigma)),
+        # 1-bit archives: the scanner thresholds a sharp optical image, thin lines survive
+        "blur": float(rng.uniform(*cfg.blur_sigma)) * (0.55 if binarize else 1.0),
+        "noise": float(rng.uniform(*cfg.noise_sigma)) * (0.6 if binarize else 1.0),
         "speckle": float(rng.uniform(0.0002, 0.004)) if rng.random() < cfg.speckle_prob else 0.0,
         "jpeg": int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         if (rng.random() < cfg.jpeg_prob and not binarize) else 0,
         "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
-        "broken": float(rng.uniform(0.1, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
-        "threshold": float(rng.uniform(110, 185)),
+        "broken": float(rng.uniform(0.05, 0.35)) if rng.random() < cfg.fade_prob else 0.0,
+        "threshold": float(rng.uniform(0.5, 0.78)),        # 1-bit: fraction from ink to paper
         "bleed": float(rng.uniform(0.08, 0.25)) if rng.random() < cfg.bleed_prob else 0.0,
         "tex_off": (int(rng.integers(0, 4096)), int(rng.integers(0, 4096))),
         "field_seed": int(rng.integers(0, 2 ** 31)),
@@ -514,7 +515,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
     if rng.random() < cfg.stain_prob:
         for _ in range(int(rng.integers(1, 4))):
             p["stains"].append((float(rng.uniform(0, W)), float(rng.uniform(0, H)), float(rng.uniform(40, 400)),
-                                float(rng.uniform(30, 250)), float(rng.uniform(15, 70))))
+                                float(rng.uniform(30, 250)), float(rng.uniform(15, 70 if not binarize else 45))))
     if rng.random() < cfg.fold_prob:
         for _ in range(int(rng.integers(1, 3))):
             vertical = bool(rng.random() < 0.3)

@@ -26,6 +26,7 @@ from .draw import draw_region
 from .layout import PageSpec, RowModel, build_model, frac_at_depth, rng_for, sample_page
 
 TASKS = ("binary", "multiclass")
+PAD = 8  #: px drawn around a window beyond its edges (then cut off)
 
 
 @dataclass
@@ -141,14 +142,17 @@ def render_window(spec: PageSpec, model: RowModel, y0: int, x0: int, h: int, w: 
     (255 paper, 0 ink), ``mask`` / ``instance`` uint8 [h, w].
     """
     if spec.skew_deg == 0.0:
-        cv = draw_region(spec, model, y0, x0, h, w)
-        dark, clean, mask, inst = cv.dark, cv.clean, cv.mask, cv.inst
+        # a margin keeps cv2's line clipping at the region edge out of the window
+        P = PAD
+        cv = draw_region(spec, model, y0 - P, x0 - P, h + 2 * P, w + 2 * P)
+        win = (slice(P, P + h), slice(P, P + w))
+        dark, clean, mask, inst = cv.dark[win], cv.clean[win], cv.mask[win], cv.inst[win]
     else:
         xs = np.array([x0, x0 + w, x0, x0 + w], np.float64)
         ys = np.array([y0, y0, y0 + h, y0 + h], np.float64)
         vs, us = to_unrot(spec, xs, ys)
-        va, ua = int(math.floor(vs.min())) - 2, int(math.floor(us.min())) - 2
-        vb, ub = int(math.ceil(vs.max())) + 3, int(math.ceil(us.max())) + 3
+        va, ua = int(math.floor(vs.min())) - PAD, int(math.floor(us.min())) - PAD
+        vb, ub = int(math.ceil(vs.max())) + PAD + 1, int(math.ceil(us.max())) + PAD + 1
         cv = draw_region(spec, model, ua, va, ub - ua, vb - va)
         c, s, cx, cy = _rot(spec)
         M = np.array([[c, s, cx + c * (x0 - cx) + s * (y0 - cy) - va],
@@ -276,8 +280,10 @@ def render_page(seed: int, index: int, cfg: RenderConfig | None = None, **overri
                 truth=truth, calibration=make_calibration(spec, truth), meta=_meta(spec))
 
 
-def tile_window(spec: PageSpec, rng: np.random.Generator, size: int, body_prob: float) -> tuple[int, int, bool]:
-    """Pick a tile origin (y0, x0) in stored coordinates; mostly over the log body."""
+def tile_window(spec: PageSpec, model: RowModel, rng: np.random.Generator, size: int,
+                body_prob: float) -> tuple[int, int, bool]:
+    """Pick a tile origin (y0, x0) in stored coordinates; mostly over the log body, and
+    there mostly centred near a curve (so few body tiles are empty track)."""
     H, W = spec.height, spec.width
     in_body = rng.random() < body_prob
     if in_body:
@@ -286,7 +292,13 @@ def tile_window(spec: PageSpec, rng: np.random.Generator, size: int, body_prob: 
         xa = min(t.x0 for t in spec.tracks)
         xb = max(t.x1 for t in spec.tracks)
         lo_x, hi_x = max(0, xa - size // 4), max(0, min(W - size, xb - 3 * size // 4))
-        x0 = int(rng.integers(min(lo_x, hi_x), max(lo_x, hi_x) + 1))
+        lo_x, hi_x = min(lo_x, hi_x), max(lo_x, hi_x)
+        x0 = int(rng.integers(lo_x, hi_x + 1))
+        if spec.curves and rng.random() < 0.75:
+            k = int(rng.integers(0, len(spec.curves)))
+            xc = model.x[k, min(y0 + size // 2, H - 1)]
+            if np.isfinite(xc):
+                x0 = int(np.clip(xc - size // 2 + rng.integers(-size // 3, size // 3 + 1), lo_x, hi_x))
     else:
         y0 = int(rng.integers(0, max(0, H - size) + 1)) if rng.random() < 0.5 else \
             int(rng.integers(0, max(0, min(H - size, spec.body_top + size // 2)) + 1))
@@ -309,7 +321,7 @@ def render_tile(seed: int, index: int, task: str = "multiclass", size: int = 512
     page_id = int(index) // int(tiles_per_page)
     spec, model = page_model(seed, page_id, cfg, overrides)
     rng = rng_for(seed, page_id, 3, int(index))
-    y0, x0, in_body = tile_window(spec, rng, size, cfg.body_tile_prob)
+    y0, x0, in_body = tile_window(spec, model, rng, size, cfg.body_tile_prob)
     out = render_window(spec, model, y0, x0, size, size)
     image = out["image"]
     if image.ndim == 3:
