@@ -263,7 +263,7 @@ def _read_tiff(path: str, page: int) -> Scan:
             comp_name = p.compression.name
             dtype_kind = np.dtype(p.dtype).kind if p.dtype is not None else "?"
             colormap = p.colormap
-            planar = p.planarconfig.name
+            planar = getattr(p.planarconfig, "name", p.planarconfig)  # int when 1 sample
         except ImageReadError:
             raise
         except Exception as e:  # noqa: BLE001
