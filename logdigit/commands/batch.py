@@ -35,7 +35,8 @@ from ..batch import FORMAT_EXTENSIONS, ConvertSettings, run_batch
 @click.option("--step", type=float, default=None, help="Output depth step (default per unit).")
 @click.option("--page", type=click.IntRange(min=0), default=None,
               help="Convert only this page of multi-page files (default: every page).")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="onnxruntime device (cuda needs the gpu extra).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary only.")
 def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_failed, rehash,
           model, fmt, step, page, device, quiet):
