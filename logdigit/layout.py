@@ -57,7 +57,8 @@ SKEW_STEP_DEG = 0.05        # coarse search step
 SKEW_BAND_ROWS = 1024       # rows per skew band
 SKEW_MAX_BANDS = 24
 STRIP_ROWS = 256            # rows per analysis strip
-LINE_FILL = 0.75            # a column is a vertical line in a strip if inked in >= this share
+LINE_FILL = 0.5             # a column is a vertical line in a strip if inked in >= this share
+LINE_EXCESS = 0.3           # ... and in this share more than the columns beside it
 MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
 MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
 
@@ -456,6 +457,27 @@ def _profiles(grey: np.ndarray, skew: float, thr: int) -> _Profiles:
     return _Profiles(s, col, strip_h, rowbins, bw, rowink, dark)
 
 
+def _line_columns(prof: _Profiles) -> np.ndarray:
+    """[n_strips, W] bool: columns that run as a line through a strip: inked in at least
+    :data:`LINE_FILL` of its rows and in :data:`LINE_EXCESS` more of them than the
+    paper beside it (the lighter of 3-12 px to the left and to the right), so faint
+    grey lines on mottled paper count and dense text or hatching does not."""
+    fill = prof.col.astype(np.float32) / np.maximum(prof.strip_h, 1)[:, None]
+    ns, w = fill.shape
+    cs = np.zeros((ns, w + 1), np.float32)
+    np.cumsum(fill, 1, out=cs[:, 1:])
+    idx = np.arange(w)
+
+    def side_mean(lo, hi):  # mean of fill over columns [c + lo, c + hi), clipped
+        a = np.clip(idx + lo, 0, w)
+        b = np.clip(idx + hi, 0, w)
+        n = np.maximum(b - a, 1)
+        return (cs[:, b] - cs[:, a]) / n
+
+    bg = np.minimum(side_mean(-12, -2), side_mean(3, 13))
+    return (fill >= LINE_FILL) & (fill - bg >= LINE_EXCESS)
+
+
 def _residual_skew(prof: _Profiles, group_rows: int | None = None) -> float | None:
     """Skew (deg) left in a deskewed pass, from the drift of vertical lines down the scan.
 
@@ -474,7 +496,7 @@ def _residual_skew(prof: _Profiles, group_rows: int | None = None) -> float | No
     if ng < 3:
         return None
     full = prof.strip_h >= s // 2
-    cont = (prof.col.astype(np.float32) >= LINE_FILL * prof.strip_h[:, None]) & full[:, None]
+    cont = _line_columns(prof) & full[:, None]
     dark = prof.dark.astype(np.float64)
     dark[~full] = 0
     g = dark[:ng * gs].reshape(ng, gs, -1).sum(1)               # [ng, W]
@@ -542,7 +564,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     col = prof.col.astype(np.float32)
     sh = prof.strip_h.astype(np.float32)[:, None]
     full = sh[:, 0] >= prof.strip_rows // 2          # ignore a short last strip
-    cont = (col >= LINE_FILL * sh) & full[:, None]    # [ns, W]
+    cont = _line_columns(prof) & full[:, None]        # [ns, W]
     pres = _line_presence(cont)
     nfull = max(1, int(full.sum()))
     freq = pres.sum(0) / nfull
@@ -583,6 +605,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
         x = float((np.arange(a, b) * wts).sum() / max(1.0, wts.sum()))
         lines.append({"x": x, "x0": a, "x1": b, "width": max(1.0, width),
                       "presence": float(freqb[a:b].max())})
+    _line_weights(lines, prof, sel)
     s = prof.strip_rows
     sections = [(int(a * s), int(min(h, b * s))) for a, b in sruns]
     return lines, sections
@@ -622,8 +645,9 @@ def _refine_sections(grey, skew, thr, lines, sections):
 # -- tracks ------------------------------------------------------------------------
 
 def _gap_stats(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray):
-    """(grid share, ink share) of columns [x0, x1) over body rows: share of rows that
-    are inked across >= 60 % of the bins fully inside the gap, and mean ink fraction."""
+    """(grid share, ink share) of columns [x0, x1) over body rows: the share of rows
+    inked across >= 80 % of the bins fully inside the gap (thin horizontal lines; text
+    rarely fills a row that densely), and the mean ink fraction."""
     bw = prof.bin_w
     b0 = int(math.ceil(x0 / bw))
     b1 = int(math.floor(x1 / bw))
@@ -631,23 +655,68 @@ def _gap_stats(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray):
         return 0.0, 0.0
     sub = prof.rowbins[rows_mask, b0:b1].astype(np.float32) / bw
     rowfrac = sub.mean(1)
-    return float((rowfrac >= 0.6).mean()), float(rowfrac.mean())
+    return float((rowfrac >= 0.8).mean()), float(rowfrac.mean())
+
+
+def _grid_contrast(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray) -> None:
+    """Replace each gap's ``grid`` by how much more it is inked on the horizontal grid
+    rows than half-way between them (grid rows and spacing from all gaps together).
+    A curve running down a gap or text in it inks grid and mid rows alike; only grid
+    lines make the difference. Leaves ``grid`` as is when no grid period is found."""
+    body = np.flatnonzero(rows_mask)
+    sig = _span_signal(prof, [(g["x0"], g["x1"]) for g in gaps])
+    if sig is None or len(body) < 64:
+        return
+    p = _period(sig, body)
+    if p is None or p < MIN_GRID_PX:
+        return
+    rows, _ = _grid_line_strengths(sig, int(body[0]), int(body[-1]) + 1, p)
+    if len(rows) < 8:
+        return
+    h = len(sig)
+    on = np.clip(rows, 0, h - 1)
+    mid = np.clip(np.round(rows + p / 2).astype(int), 0, h - 1)
+    bw = prof.bin_w
+    for g in gaps:
+        b0, b1 = int(math.ceil(g["x0"] / bw)), int(math.floor(g["x1"] / bw))
+        if b1 - b0 < 1:
+            g["grid"] = 0.0
+            continue
+        rf = prof.rowbins[:, b0:b1].astype(np.float32).mean(1) / bw
+        # a line may sit one row off the lattice row
+        at = np.maximum(rf[on], np.maximum(rf[np.clip(on - 1, 0, h - 1)], rf[np.clip(on + 1, 0, h - 1)]))
+        g["grid"] = float(max(0.0, at.mean() - rf[mid].mean()))
+
+
+def _line_weights(lines: list[dict], prof: _Profiles, sel: np.ndarray) -> None:
+    """Add ``weight`` to each line: ink (px of full darkness) per row across the line,
+    above the local paper level, median over the body strips ``sel``."""
+    dark = prof.dark[sel].astype(np.float64) / (255.0 * np.maximum(prof.strip_h[sel], 1))[:, None]
+    w = dark.shape[1]
+    for ln in lines:
+        a, b = max(0, ln["x0"] - 1), min(w, ln["x1"] + 1)
+        lo, hi = max(0, a - 8), min(w, b + 8)
+        side = np.concatenate([dark[:, lo:a], dark[:, b:hi]], 1)
+        bg = np.median(side, 1) if side.shape[1] else np.zeros(len(dark))
+        ln["weight"] = float(np.median((dark[:, a:b] - bg[:, None]).sum(1))) if len(dark) else 0.0
 
 
 def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
     if len(lines) < 2:
         return [], None
-    xs = [ln for ln in lines]
     gaps = []
-    for a, b in zip(xs[:-1], xs[1:]):
+    for a, b in zip(lines[:-1], lines[1:]):
         g0, g1 = a["x1"], b["x0"]
         grid, ink = _gap_stats(g0, g1, prof, rows_mask)
         gaps.append({"left": a, "right": b, "x0": g0, "x1": g1, "grid": grid, "ink": ink})
+    _grid_contrast(gaps, prof, rows_mask)
     best = max(g["grid"] for g in gaps)
     if best <= 0.002:
         return [], None
     for g in gaps:
-        g["is_grid"] = g["grid"] >= max(0.002, 0.15 * best)
+        # a gap too narrow to measure (two lines a few px apart) stays inside a track
+        narrow = g["x1"] - g["x0"] < max(12, 3 * prof.bin_w)
+        g["is_grid"] = narrow or g["grid"] >= max(0.002, 0.25 * best)
     groups: list[list[dict]] = []
     cur: list[dict] = []
     for g in gaps:
@@ -658,8 +727,12 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
             cur = []
     if cur:
         groups.append(cur)
-    tracks = [(int(grp[0]["left"]["x0"]), int(grp[-1]["right"]["x1"])) for grp in groups]
-    tracks = _split_wide(tracks, lines)
+    tracks = []
+    for grp in groups:
+        glines = [grp[0]["left"]] + [g["right"] for g in grp]
+        for i, j in _partition(glines, w):
+            tracks.append((int(glines[i]["x0"]), int(glines[j]["x1"])))
+    tracks = [t for t in tracks if t[1] - t[0] >= max(16, 0.02 * w)]
     # depth track: a non-grid gap with text, between or beside tracks
     depth = None
     cands = [g for g in gaps if not g["is_grid"] and 0.02 * w <= g["x1"] - g["x0"] <= 0.3 * w
@@ -672,45 +745,123 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
     return tracks, depth
 
 
-def _split_wide(tracks: list[tuple[int, int]], lines: list[dict]) -> list[tuple[int, int]]:
-    """Split a track about twice as wide as the narrowest at its heaviest line near the
-    middle (two adjacent tracks sharing a border, e.g. API tracks 2 and 3)."""
-    if len(tracks) < 2:
-        return tracks
-    narrow = min(b - a for a, b in tracks)
-    out = []
-    for a, b in tracks:
-        wdt = b - a
-        if 1.6 * narrow <= wdt <= 2.4 * narrow:
-            mid = (a + b) / 2
-            inner = [ln for ln in lines if a < ln["x"] < b and abs(ln["x"] - mid) <= 0.1 * wdt]
-            widths = [ln["width"] for ln in lines if a < ln["x"] < b]
-            if inner and widths:
-                ln = max(inner, key=lambda ln: (ln["width"], -abs(ln["x"] - mid)))
-                if ln["width"] >= np.percentile(widths, 75):
-                    out += [(a, int(ln["x1"])), (int(ln["x0"]), b)]
-                    continue
-        out.append((a, b))
-    return out
+# grid patterns a track's vertical lines may follow: fractions of the track width
+_LOG_MARKS = np.log10(np.arange(1, 10))  # 0 (decade line), log10 2 ... log10 9
+
+
+def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
+    """How well inner lines ``xs`` (weights ``wts``) of a track spanning [a, b] follow
+    one track grid: linear (10 divisions, optional finer subdivisions) or logarithmic (1-5 decades, any subset of the 2..9 marks). 1 = perfect; a track
+    without inner lines scores 0.9."""
+    width = b - a
+    if width <= 0:
+        return 0.0
+    if len(xs) == 0:
+        return 0.3
+    f = (xs - a) / width
+    tol = max(2.5 / width, 0.006)
+    best = 0.0
+    # linear: 10 divisions
+    near10 = np.abs(f * 10 - np.round(f * 10)) <= tol * 10
+    cover = len({int(round(v * 10)) for v in f[near10]} & set(range(1, 10))) / 9.0
+    for md in (1, 2, 4, 5):
+        fine = np.abs(f * 10 * md - np.round(f * 10 * md)) <= tol * 10 * md
+        expl = fine.mean()
+        sub = fine & ~near10
+        if md > 1 and sub.any() and near10.any() and \
+                wts[sub].max() > 1.25 * np.median(wts[near10]):
+            continue  # subdivision lines heavier than the divisions: not one track
+        best = max(best, cover * expl)
+    # log: D decades
+    for d in range(2, 6):  # one decade per track is not a log grid worth the name
+        p = f * d
+        j = np.floor(p + tol * d)
+        r = p - j
+        dist = np.abs(r[:, None] - _LOG_MARKS[None, :])
+        m = np.argmin(dist, 1)
+        ok = dist[np.arange(len(f)), m] <= tol * d
+        expl = ok.mean()
+        hits = {}
+        for jj, mm in zip(j[ok].astype(int), m[ok]):
+            if mm == 0:
+                if 1 <= jj <= d - 1:
+                    hits.setdefault(0, set()).add(jj)
+            elif 0 <= jj < d:
+                hits.setdefault(int(mm), set()).add(jj)
+        used = [mm for mm in range(1, 9) if len(hits.get(mm, ())) >= max(1, d / 2)]
+        if not used:
+            continue
+        dec = ok & (m == 0)
+        marks = ok & (m > 0)
+        if dec.any() and marks.any() and wts[marks].max() > 1.25 * np.median(wts[dec]):
+            continue  # 2..9 marks heavier than the decade lines: not one track
+        got = sum(len(hits[mm]) for mm in used) + len(hits.get(0, ()))
+        want = len(used) * d + (d - 1)
+        best = max(best, expl * got / want)
+    return best
+
+
+def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
+    """Split a group of adjacent tracks at the lines that make each part follow one
+    track grid best (dynamic programming over the lines); heavy lines are preferred
+    as borders. Returns (i, j) index pairs into ``glines``."""
+    n = len(glines)
+    if n <= 2:
+        return [(0, n - 1)]
+    x = np.array([ln["x"] for ln in glines])
+    wt = np.array([ln.get("weight", ln["width"]) for ln in glines], np.float64)
+    wb = max(1e-6, 0.5 * (float(wt[0]) + float(wt[-1])))   # weight of a border line
+    total = x[-1] - x[0]
+    min_w = max(40.0, 0.06 * w)
+    if total < 2 * min_w:
+        return [(0, n - 1)]
+    fit = {}
+    for i in range(n):
+        for j in range(i + 1, n):
+            if x[j] - x[i] >= min_w or (i == 0 and j == n - 1):
+                fit[i, j] = _segment_fit(x[i + 1:j], wt[i + 1:j], x[i], x[j])
+    best = np.full(n, -np.inf)
+    prev = np.full(n, -1)
+    best[0] = 0.0
+    for j in range(1, n):
+        for i in range(j):
+            if (i, j) not in fit or not np.isfinite(best[i]):
+                continue
+            sc = best[i] + fit[i, j] * (x[j] - x[i]) / total
+            if i > 0:  # a split costs a little, more where the line is unlike the borders
+                sim = 1.0 - abs(math.log(max(wt[i], 1e-6) / wb)) / math.log(1.5)
+                sc += 0.05 * (float(np.clip(sim, -2.0, 1.0)) - 1.0) - 0.01
+            if sc > best[j] + 1e-9:
+                best[j], prev[j] = sc, i
+    if prev[n - 1] < 0:
+        return [(0, n - 1)]
+    cuts, j = [], n - 1
+    while j > 0:
+        cuts.append((int(prev[j]), j))
+        j = int(prev[j])
+    return cuts[::-1]
 
 
 # -- horizontal grid -----------------------------------------------------------------
 
-def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
-    """(minor px, major px, per-row grid signal) from the row profile inside the tracks."""
-    if not tracks:
-        return None, None, None
+def _span_signal(prof: _Profiles, spans) -> np.ndarray | None:
+    """[H] float32 ink share per row over the column bins inside ``spans`` ([(x0, x1)],
+    one bin kept clear of each edge); None when no bin fits."""
     bw = prof.bin_w
-    bins = []
-    for a, b in tracks:
+    bins: list[int] = []
+    for a, b in spans:
         b0, b1 = int(math.ceil(a / bw)) + 1, int(math.floor(b / bw)) - 1
         bins.extend(range(b0, max(b0, b1)))
     if not bins:
-        return None, None, None
-    sig = prof.rowbins[:, bins].astype(np.float32).sum(1) / (len(bins) * bw)  # [H] 0..1
-    body = np.flatnonzero(rows_mask)
+        return None
+    return prof.rowbins[:, bins].astype(np.float32).sum(1) / (len(bins) * bw)
+
+
+def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
+    """Spacing (rows) of the horizontal grid in ``sig`` over rows ``body``: the first
+    strong autocorrelation peak, refined on a far multiple; None if not periodic."""
     if len(body) < 64:
-        return None, None, sig
+        return None
     x = sig[body[0]:body[-1] + 1].astype(np.float64)
     x = x - x.mean()
     n = len(x)
@@ -718,20 +869,19 @@ def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
     f = np.fft.rfft(x, nfft)
     ac = np.fft.irfft(f * np.conj(f), nfft)[:n]
     if ac[0] <= 0:
-        return None, None, sig
+        return None
     ac = ac / ac[0]
     maxlag = min(n // 4, 2000)
     lo = int(MIN_GRID_PX)
     if maxlag <= lo + 2:
-        return None, None, sig
+        return None
     seg = ac[lo:maxlag]
-    # local maxima
     pk = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
     if len(pk) == 0:
-        return None, None, sig
+        return None
     top = seg[pk].max()
     if top < 0.1:
-        return None, None, sig
+        return None
     # minor spacing: first local max reaching half the strongest one
     k = int(pk[np.flatnonzero(seg[pk] >= 0.5 * top)[0]]) + lo
     p = _parabolic(ac, k)
@@ -746,7 +896,20 @@ def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
         if ac[jj] > 0.3 * ac[k]:
             p = _parabolic(ac, jj) / m
             break
-    minor = float(p)
+    return float(p)
+
+
+def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
+    """(minor px, major px, per-row grid signal) from the row profile inside the tracks."""
+    if not tracks:
+        return None, None, None
+    sig = _span_signal(prof, tracks)
+    if sig is None:
+        return None, None, None
+    body = np.flatnonzero(rows_mask)
+    minor = _period(sig, body)
+    if minor is None:
+        return None, None, sig
     major = _find_major(sig, body, minor)
     return minor, major, sig
 
@@ -808,24 +971,43 @@ def _find_major(sig: np.ndarray, body: np.ndarray, p: float) -> float | None:
     return best_n * p
 
 
+def _grid_peaks(sig: np.ndarray, r0: int, r1: int, level: float) -> np.ndarray:
+    """Rows in [r0, r1) where ``sig`` has a local maximum of at least ``level``."""
+    x = sig[r0:r1]
+    if len(x) < 3:
+        return np.zeros(0, int)
+    pk = np.flatnonzero((x[1:-1] >= x[:-2]) & (x[1:-1] > x[2:]) & (x[1:-1] >= level)) + 1
+    return pk + r0
+
+
 def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:
-    """First row of the regular grid near the top of the first section."""
+    """First row of the regular grid near the top of the first section: the first grid
+    line (peak of the track row profile at line strength) that starts a run of five
+    lines spaced by the minor spacing ``p``."""
     r0, r1 = section
     if p is None:
         return r0
+    body = sig[r0:r1]
+    q = float(np.quantile(body, max(0.0, 1.0 - 1.0 / p))) if len(body) else 0.0
+    if q <= 0:
+        return r0
     lo = max(0, r0 - STRIP_ROWS)
     hi = min(len(sig), r0 + 4 * STRIP_ROWS, r1)
-    rows, st = _grid_line_strengths(sig, lo, hi, p)
-    if len(st) < 6:
-        return r0
-    ref = np.median(st)
-    ok = st >= 0.5 * ref
-    gaps_ok = np.concatenate([[True], np.abs(np.diff(rows) - p) <= 0.25 * p + 1])
-    good = ok & gaps_ok
-    for i in range(len(good) - 4):
-        if good[i:i + 5].all():
-            r = int(rows[i])
-            while r > lo and sig[r - 1] >= 0.5 * sig[rows[i]]:
+    pk = _grid_peaks(sig, lo, hi, 0.5 * q)
+    tol = max(1.5, 0.12 * p)
+    for i in range(len(pk)):
+        run, last = 1, pk[i]
+        for j in range(i + 1, len(pk)):
+            d = pk[j] - last
+            if abs(d - p) <= tol:
+                run, last = run + 1, pk[j]
+                if run >= 5:
+                    break
+            elif d > p + tol:
+                break
+        if run >= 5:
+            r = int(pk[i])
+            while r > lo and sig[r - 1] >= 0.5 * sig[pk[i]]:
                 r -= 1
             return r
     return r0
