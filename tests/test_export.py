@@ -259,3 +259,21 @@ def test_failed_parity_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="parity"):
         export_checkpoint(ckpt, out, ExportOptions(source="toy", threads=1))
     assert not out.exists()
+
+
+def test_model_card_reads_its_figures_from_files(tmp_path):
+    from export.model_card import render_card
+
+    ckpt, _ = _ckpt(tmp_path)
+    out = tmp_path / "m.onnx"
+    report = export_checkpoint(ckpt, out, ExportOptions(source="toy", threads=1))
+    evaluation = {"source": "val:3", "onnx": str(out), "mean_curve_iou": 0.123456,
+                  "binary_curve_iou": 0.5, "mean_curve_f1_tol2": 0.25,
+                  "per_class": {"background": {"iou": 0.99, "support_px": 10},
+                                "solid": {"iou": 0.123456, "f1_tol0": 0.2, "f1_tol1": 0.3,
+                                          "f1_tol2": 0.4, "support_px": 5}}}
+    card = render_card(model=out, report=report, evaluation=evaluation, bench=None,
+                       config_text="data: {source: toy, seed: 3}\nbatch_size: 2\n",
+                       commands="logdigit-train export model.pt -o m.onnx")
+    assert "ab" * 32 in card and "0.1235" in card and "seed 3" in card
+    assert f"{report['parity']['max_abs']:.2e}" in card and "logdigit-train export" in card
