@@ -111,6 +111,16 @@ def test_roundtrip_parity_on_several_sizes(tmp_path, name, args):
     np.testing.assert_allclose(both[1:], one, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_dynamo_exporter_also_passes_parity(tmp_path):
+    m = _tiny(*TINY[0])
+    path = tmp_path / "d.onnx"
+    ox.export_onnx(m, path, exporter="dynamo")
+    ox.check_onnx(path)
+    res = check_parity(m, path, parity_tiles([(32, 32), (48, 80)], source="toy"))
+    assert res.ok, res.to_dict()
+
+
 def test_parity_detects_a_different_network(tmp_path):
     m = _tiny(*TINY[0])
     path = _export(m, tmp_path / "m.onnx")
