@@ -28,6 +28,7 @@ class RenderConfig:
     log_track_prob: float = 0.35                  #: a track gets a logarithmic grid
     decades: tuple[int, int] = (2, 4)             #: log grid decades
     minor_vgrid_prob: float = 0.35                #: linear grid gets finer minor lines
+    dashed_grid_prob: float = 0.2                 #: minor grid lines printed dashed / dotted
     depth_rotated_prob: float = 0.3               #: depth numbers rotated 90 degrees
     depth_between_prob: float = 0.6               #: depth track between tracks 1 and 2
     # -- curves --------------------------------------------------------------

@@ -47,14 +47,23 @@ def _dark_colour(spec: PageSpec, level: float, rgb: tuple[int, int, int] | None 
     return (float(255 * level),)
 
 
-def _fill(cv: Canvases, spec: PageSpec, r0: int, r1: int, c0: int, c1: int, val) -> None:
+def _fill(cv: Canvases, spec: PageSpec, r0: int, r1: int, c0: int, c1: int, val,
+          rows_on: np.ndarray | None = None, cols_on: np.ndarray | None = None) -> None:
+    """Ink a rectangle (region coords, clipped); ``rows_on`` / ``cols_on`` (bool over
+    the region's rows / columns) print it dashed: only where True."""
     h, w = cv.clean.shape
     r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
     if r0 >= r1 or c0 >= c1:
         return
     sl = cv.dark[r0:r1, c0:c1]
-    np.maximum(sl, np.asarray(val, dtype=np.float64).astype(np.uint8), out=sl)
-    cv.clean[r0:r1, c0:c1] = 255
+    v = np.asarray(val, dtype=np.float64).astype(np.uint8)
+    if rows_on is None and cols_on is None:
+        np.maximum(sl, v, out=sl)
+        cv.clean[r0:r1, c0:c1] = 255
+        return
+    on = rows_on[r0:r1, None] if rows_on is not None else cols_on[None, c0:c1]
+    np.maximum(sl, v * on[..., None].astype(np.uint8), out=sl)
+    np.maximum(cv.clean[r0:r1, c0:c1], on.astype(np.uint8) * 255, out=cv.clean[r0:r1, c0:c1])
 
 
 def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
@@ -68,6 +77,12 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
     g_major = _dark_colour(spec, spec.ink["grid_major"], grid_rgb)
     g_border = _dark_colour(spec, max(spec.ink["grid_major"], 0.85), grid_rgb)
     vmin, vmaj = spec.vgrid_width
+    dash = spec.ink.get("minor_dash")     # minor grid printed dashed / dotted: (on, period, phase)
+    rows_on = cols_on = None
+    if dash:
+        on, period, ph = dash
+        rows_on = ((np.arange(ua, ua + h) + ph) % period) < on
+        cols_on = ((np.arange(va, va + w) + ph) % period) < on
     for tr in spec.tracks:
         if tr.x1 < va or tr.x0 > va + w:
             continue
@@ -88,7 +103,7 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
                     cols.append((tr.x0 + width * (j + math.log10(m)) / tr.decades, vmin, g_minor))
         for x, t, val in cols:
             c0 = int(round(x)) - va - t // 2
-            _fill(cv, spec, top, bot, c0, c0 + t, val)
+            _fill(cv, spec, top, bot, c0, c0 + t, val, rows_on=rows_on if val is g_minor else None)
         for x in (tr.x0, tr.x1):
             c0 = x - va - spec.border_width // 2
             _fill(cv, spec, top, bot, c0, c0 + spec.border_width, g_border)
@@ -111,7 +126,7 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             t, val, tick = spec.hgrid_width[0], g_minor, 0
         r0 = int(round(float(spec.u_of_depth(d)))) - ua - t // 2
         for x0, x1 in spans:
-            _fill(cv, spec, r0, r0 + t, x0 - va, x1 - va + 1, val)
+            _fill(cv, spec, r0, r0 + t, x0 - va, x1 - va + 1, val, cols_on=cols_on if tick == 0 else None)
         if spec.depth_ticks and tick and dx1 > dx0:
             _fill(cv, spec, r0, r0 + t, dx0 - va, dx0 - va + tick, val)
             _fill(cv, spec, r0, r0 + t, dx1 - va - tick, dx1 - va, val)
@@ -133,12 +148,13 @@ def break_lines(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
 
 
 def _text(cv: Canvases, spec: PageSpec, text: str, v: int, u: int, scale: float, thick: int,
-          ua: int, va: int, font=FONT, level: float | None = None, rgb=None) -> None:
+          ua: int, va: int, font=None, level: float | None = None, rgb=None) -> None:
     h, w = cv.clean.shape
     px = 30 * scale
     if u + px < ua or u - 2 * px > ua + h or v > va + w or v + len(text) * px < va:
         return
     val = _dark_colour(spec, spec.ink["text"] if level is None else level, rgb)
+    font = spec.ink.get("font", FONT) if font is None else font
     org = (int(v - va), int(u - ua))
     cv2.putText(cv.dark, text, org, font, scale, val, thick, cv2.LINE_AA)
     cv2.putText(cv.clean, text, org, font, scale, 255, thick, cv2.LINE_8)
@@ -178,14 +194,15 @@ def draw_depth_labels(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             continue
         u = float(spec.u_of_depth(d))
         text = f"{int(round(d))}"
-        (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
+        font = spec.ink.get("font", FONT)
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
         if not spec.label_rotated:
             _text(cv, spec, text, cx - tw // 2, int(round(u + th / 2)), scale, thick, ua, va)
             continue
         patch_d = np.zeros((th + base + 4, tw + 4), np.uint8)
-        cv2.putText(patch_d, text, (2, th + 2), FONT, scale, 255, thick, cv2.LINE_AA)
+        cv2.putText(patch_d, text, (2, th + 2), font, scale, 255, thick, cv2.LINE_AA)
         patch_c = np.zeros_like(patch_d)
-        cv2.putText(patch_c, text, (2, th + 2), FONT, scale, 255, thick, cv2.LINE_8)
+        cv2.putText(patch_c, text, (2, th + 2), font, scale, 255, thick, cv2.LINE_8)
         patch_d, patch_c = np.rot90(patch_d), np.rot90(patch_c)
         ph, pw = patch_d.shape
         r0, c0 = int(round(u)) - ph // 2 - ua, cx - pw // 2 - va

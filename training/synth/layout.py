@@ -401,7 +401,12 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
         "grid": g, "grid_major": min(1.0, g + rng.uniform(0.0, 0.4)),
         "text": float(rng.uniform(0.75, 1.0)), "curve": float(rng.uniform(0.8, 1.0)),
         "grid_rgb": GRID_COLOURS[int(rng.integers(0, len(GRID_COLOURS)))] if colour else None,
+        "minor_dash": None,
     }
+    if rng.random() < cfg.dashed_grid_prob:   # printed dashed / dotted minor grid lines
+        on = int(rng.integers(1, 7))
+        ink["minor_dash"] = (on, on + int(rng.integers(2, 7)), int(rng.integers(0, 50)))
+    ink["font"] = int(rng.choice([0, 0, 1, 2, 3, 4]))   # Hershey face for text and depth numbers
     scan = _scan_params(rng_for(seed, page_id, 2), cfg, H, W, binarize, colour)
     spec = PageSpec(
         seed=int(seed), page_id=int(page_id), height=H, width=W, px_per_ft=ppf, unit=unit,
