@@ -54,6 +54,7 @@ class TrackerConfig:
     level_cost: float = 0.005      #: per row on a backup trace (wrapped curves)
     start_cost: float = 5.0       #: cost to begin the path
     gap_hypotheses: int = 4       #: paths in a gap kept per row (distinct last runs)
+    refine_extremes: bool = True  #: vertex at the run's end at turning points
     max_gap_px: int = 60          #: bridge NaN gaps up to this many rows
     blip_rows: int = 4            #: isolated stretches this short may be specks ...
     blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
@@ -200,6 +201,36 @@ def path_centres(runs: Runs, path: np.ndarray) -> np.ndarray:
     return x
 
 
+def path_line_width(runs: Runs, path: np.ndarray) -> float:
+    """Pen width (px) of a traced curve: the 20th percentile of its chosen runs' widths
+    (runs where the curve is steep are as wide as the pen)."""
+    j = path[path >= 0]
+    if not len(j):
+        return 1.0
+    return float(max(1.0, np.percentile(runs.ends[j] - runs.starts[j], 20)))
+
+
+def refine_extremes(runs: Runs, path: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Sub-pixel positions at turning points: where the chosen run of a row sticks out
+    past both neighbouring rows' centres on one side, the curve's vertex is at that
+    end of the run (less half the pen width), not at the run's middle."""
+    x = x.copy()
+    ok = path >= 0
+    if ok.sum() < 3:
+        return x
+    hw = (path_line_width(runs, path) - 1) / 2.0
+    j = np.where(ok, path, 0)
+    s = runs.starts[j].astype(np.float64)
+    e = runs.ends[j].astype(np.float64) - 1
+    prev = np.concatenate([[np.nan], x[:-1]])
+    nxt = np.concatenate([x[1:], [np.nan]])
+    right = ok & (prev < x - 0.5) & (nxt < x - 0.5)
+    left = ok & (prev > x + 0.5) & (nxt > x + 0.5)
+    x[right] = np.maximum(x[right], e[right] - hw)
+    x[left] = np.minimum(x[left], s[left] + hw)
+    return x
+
+
 def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
     """Drop short isolated stretches (at most ``max_len`` rows, NaN on both sides) that
     lie more than ``tol`` px off the straight line between their neighbours: specks
@@ -329,10 +360,14 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
             uruns, lv, src = unroll(runs, int(round(width)))
             upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv))
             x = path_centres(uruns, upath)
+            if cfg.refine_extremes:
+                x = refine_extremes(uruns, upath, x)
             used = src[upath[upath >= 0]]
         else:
             path = viterbi_path(runs, cfg)
             x = path_centres(runs, path)
+            if cfg.refine_extremes:
+                x = refine_extremes(runs, path, x)
             used = path[path >= 0]
         x = drop_blips(x, cfg.blip_rows, cfg.blip_px) + c0
         if masks is None:  # the next curve of this style uses what this one left

@@ -1,0 +1,179 @@
+"""``logdigit convert`` end to end with a tiny hand-made model: LAS/CSV/QC output,
+sidecar and uncalibrated reads, one-line errors with exit 1, usage errors exit 2."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import lasio
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+pytest.importorskip("onnx")
+from onnx_models import darkness_net, random_net  # noqa: E402
+
+from logdigit.cli import main  # noqa: E402
+
+H, W, X0, X1 = 1800, 520, 80, 480
+ROWS = np.arange(H)
+FRAC = 0.5 + 0.35 * np.sin(ROWS / 130.0)           # truth, fraction of track width
+TIES = [{"row": 100, "depth": 1000.0}, {"row": 1700, "depth": 1160.0}]   # 10 rows / ft
+
+
+def _scan(path, skew=0.0):
+    img = np.full((H, W), 255, np.uint8)
+    for x in (X0, X1):
+        img[:, x - 1:x + 2] = 140                         # track borders (not curve class)
+    for y in range(0, H, 20):
+        img[y, X0:X1] = 200                               # light grid
+    xs = X0 + FRAC * (X1 - X0)
+    cv2.polylines(img, [np.stack([xs * 16, ROWS * 16], 1).round().astype(np.int32)], False,
+                  0, 2, cv2.LINE_AA, 4)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def _cal(path, **depth):
+    d = {"depth": {"unit": "FT", "ties": TIES, **depth},
+         "tracks": [{"x": [X0, X1], "curves": [
+             {"style": "solid", "mnemonic": "GR", "unit": "GAPI", "left": 0, "right": 150}]}]}
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(darkness_net(tmp_path_factory.mktemp("m") / "dark.onnx", threshold=0.3))
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["convert", *map(str, args)], prog_name="logdigit")
+
+
+def _truth_gr(depth):
+    rows = 100 + (np.asarray(depth) - 1000.0) * 10.0
+    return 150 * np.interp(rows, ROWS, FRAC)
+
+
+def test_convert_las_calibrated(tmp_path, model):
+    scan, out = _scan(tmp_path / "s.png"), tmp_path / "out" / "s.las"
+    r = _run(scan, "-o", out, "--calibration", _cal(tmp_path / "c.yaml"), "--model", model,
+             "--threads", 1, "--quiet")
+    assert r.exit_code == 0, r.output
+    las = lasio.read(out)
+    d = las.index
+    assert las.well["STEP"].value == 0.5 and np.allclose(np.diff(d), 0.5)
+    assert las.well["STRT"].value == d[0] and las.well["STOP"].value == d[-1]
+    assert d[0] >= 990 and d[-1] <= 1170
+    gr = las["GR"]
+    ok = np.isfinite(gr)
+    assert ok.mean() > 0.98
+    err = np.abs(gr[ok] - _truth_gr(d[ok])) / 150 * 100          # % of track width
+    assert np.median(err) < 0.3 and err.max() < 2.0
+    assert "dark.onnx" in las.params["MODEL"].value and las.params["MODE"].value == "calibrated"
+    assert las.well["SRCF"].value == "s.png"
+
+
+def test_convert_csv_qc_step_rows(tmp_path, model):
+    scan = _scan(tmp_path / "s.png")
+    out, qc = tmp_path / "s.csv", tmp_path / "qc.png"
+    r = _run(scan, "-o", out, "--calibration", _cal(tmp_path / "c.yaml", rows=[500, 900]),
+             "--model", model, "--format", "csv", "--qc", qc, "--step", 2)
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "GR" in r.output
+    rows = list(csv.reader(ln for ln in out.read_text().splitlines() if not ln.startswith("#")))
+    assert rows[0] == ["DEPT[FT]", "GR[GAPI]", "GR_CONF"]
+    d = np.array([float(r[0]) for r in rows[1:]])
+    conf = np.array([float(r[2]) for r in rows[1:]])
+    assert np.allclose(np.diff(d), 2.0) and 1040 <= d[0] and d[-1] <= 1080
+    assert (conf > 0.5).mean() > 0.95
+    img = cv2.imread(str(qc))
+    assert img is not None and img.shape[1] == W
+    # something was drawn in colour
+    assert (np.abs(img[..., 2].astype(int) - img[..., 0]) > 100).sum() > 300
+
+
+def test_sidecar_and_uncalibrated(tmp_path, model):
+    scan = _scan(tmp_path / "well.png")
+    r = _run(scan, "-o", tmp_path / "u.las", "--model", model)
+    assert r.exit_code == 0, r.output
+    assert "no calibration" in r.output
+    las = lasio.read(tmp_path / "u.las")
+    assert las.curves[0].unit == "PX" and "UNCALIBRATED" in las.other
+    names = [c.mnemonic for c in las.curves[1:]]
+    assert names and all(n.startswith("T") and n.endswith("_SOLID") for n in names)
+    _cal(tmp_path / "well.yaml")                                # sidecar beside the scan
+    r = _run(scan, "-o", tmp_path / "c.las", "--model", model, "--quiet")
+    assert r.exit_code == 0, r.output
+    las = lasio.read(tmp_path / "c.las")
+    assert las.params["MODE"].value == "calibrated" and "well.yaml" in las.params["CALIB"].value
+    assert [c.mnemonic for c in las.curves] == ["DEPT", "GR"]
+
+
+def _bad_inputs(tmp_path, model):
+    text = tmp_path / "notes.tif"
+    text.write_text("this is not an image\n" * 20)
+    good = _scan(tmp_path / "good.png")
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(good.read_bytes()[:2000])
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.full((32, 32), 255, np.uint8))
+    cal_out = tmp_path / "wide.yaml"
+    cal_out.write_text(yaml.safe_dump({"depth": {"ties": TIES}, "tracks": [
+        {"x": [100, 5000], "curves": [{"style": "solid", "mnemonic": "GR", "left": 0, "right": 1}]}]}))
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x01garbage" * 50)
+    nometa = random_net(tmp_path / "nometa.onnx", metadata={})
+    c = _cal(tmp_path / "c.yaml")
+    return {
+        "not an image": ([text, "-o", tmp_path / "o.las", "--model", model], text),
+        "truncated": ([trunc, "-o", tmp_path / "o.las", "--model", model], trunc),
+        "too small": ([small, "-o", tmp_path / "o.las", "--model", model], small),
+        "calibration": ([good, "-o", tmp_path / "o.las", "--calibration", cal_out, "--model", model],
+                        cal_out),
+        "junk model": ([good, "-o", tmp_path / "o.las", "--calibration", c, "--model", junk], junk),
+        "no metadata": ([good, "-o", tmp_path / "o.las", "--calibration", c, "--model", nometa],
+                        nometa),
+        "missing scan": ([tmp_path / "absent.tif", "-o", tmp_path / "o.las", "--model", model],
+                         tmp_path / "absent.tif"),
+        "page": ([good, "-o", tmp_path / "o.las", "--model", model, "--page", 3], good),
+    }
+
+
+@pytest.mark.parametrize("case", ["not an image", "truncated", "too small", "calibration",
+                                  "junk model", "no metadata", "missing scan", "page"])
+def test_errors_one_line_exit_1(tmp_path, model, case):
+    args, named = _bad_inputs(tmp_path, model)[case]
+    r = _run(*args)
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("logdigit: error: "), r.output
+    assert str(named) in lines[0]
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "o.las").exists()
+
+
+@pytest.mark.parametrize("args", [["x.png"], ["x.png", "-o", "o.las", "--format", "xls"],
+                                  ["x.png", "-o", "o.las", "--step", "-1"],
+                                  ["x.png", "-o", "o.las", "--device", "tpu"]])
+def test_usage_errors_exit_2(tmp_path, args):
+    r = _run(*args)
+    assert r.exit_code == 2, r.output
+
+
+def test_convert_file_api_reuses_segmenter(tmp_path, model):
+    from logdigit.pipeline import convert_file
+    from logdigit.segment import Segmenter
+
+    seg = Segmenter(model, threads=1)
+    cal = _cal(tmp_path / "c.yaml")
+    results = [convert_file(_scan(tmp_path / f"s{i}.png"), tmp_path / f"s{i}.las",
+                            calibration=cal, segmenter=seg, qc_path=tmp_path / f"q{i}.png")
+               for i in range(2)]
+    for i, res in enumerate(results):
+        assert res.calibrated and res.outputs == [tmp_path / f"s{i}.las", tmp_path / f"q{i}.png"]
+        assert res.curves[0][0] == "GR" and res.curves[0][1] > 0.98
+        assert {"read", "layout", "segment", "vectorise", "write", "qc"} <= set(res.timings)

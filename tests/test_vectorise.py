@@ -1,0 +1,149 @@
+"""Vectoriser: runs, tracker through dashes / crossings / noise, wraps, gaps, resampling,
+and digitise() on true masks from the renderer."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from logdigit.calibration import value_to_fraction
+from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips, find_runs,
+                                resample_rows, trace_curves)
+
+
+def _draw(h, w, x, width=2, cls=1, out=None):
+    m = np.zeros((h, w), np.uint8) if out is None else out
+    pts = np.stack([x * 16, np.arange(h) * 16], 1).round().astype(np.int32)
+    cv2.polylines(m, [pts], False, cls, width, cv2.LINE_8, 4)
+    return m
+
+
+def test_find_runs_and_merge():
+    m = np.zeros((3, 12), bool)
+    m[0, 1:3] = m[0, 4:6] = True   # gap 1 -> merged with merge_px 2
+    m[2, 0] = m[2, 8:12] = True    # gap 7 -> two runs
+    r = find_runs(m, merge_px=2)
+    assert r.rows.tolist() == [0, 2, 2]
+    assert list(zip(r.starts.tolist(), r.ends.tolist())) == [(1, 6), (0, 1), (8, 12)]
+    assert r.ptr.tolist() == [0, 1, 1, 3]
+    r0 = find_runs(m, merge_px=0)
+    assert len(r0.rows) == 4
+
+
+@pytest.mark.parametrize("dash", [0, 12])
+def test_tracker_dashes_noise_crossing(dash):
+    h, w = 2000, 300
+    rows = np.arange(h)
+    truth = 150 + 100 * np.sin(rows / 170.0) + 15 * np.sin(rows / 23.0)
+    m = _draw(h, w, truth)
+    if dash:
+        for r0 in range(0, h, 3 * dash):
+            m[r0 + 2 * dash:r0 + 3 * dash] = 0
+    rng = np.random.default_rng(1)
+    for _ in range(150):                       # specks
+        y, x = rng.integers(0, h - 3), rng.integers(0, w - 3)
+        m[y:y + 2, x:x + 2] = 1
+    m[:, 60:62] = 2                            # another class drawn on top (crossing)
+    m[700:760] = 0                             # a drop-out longer than max_gap_px
+    tr = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(max_gap_px=40))[0]
+    x = tr.frac * w
+    err = np.abs(x - truth)
+    assert np.isnan(x[710:750]).all()          # long gap left NULL
+    ok = np.isfinite(x)
+    assert ok.mean() > 0.96
+    assert np.median(err[ok]) < 0.5 and np.percentile(err[ok], 99) < 3.0
+    assert not tr.observed[710:750].any() and tr.observed[ok].mean() > 0.55
+
+
+def test_wrapped_curve_unrolled():
+    h, w = 3000, 200
+    rows = np.arange(h)
+    f_true = 0.5 + 0.9 * np.sin(rows / 400.0)         # goes past both edges
+    shown = np.mod(f_true, 1.0)
+    m = np.zeros((h, w + 1), np.uint8)
+    for r in range(h - 1):                             # broken where it wraps
+        if np.floor(f_true[r]) == np.floor(f_true[r + 1]):
+            cv2.line(m, (int(round(shown[r] * w)), r), (int(round(shown[r + 1] * w)), r + 1), 1, 2)
+    tr = trace_curves(m, 1, 0.0, float(w), wrap=[True])[0]
+    err = np.abs(tr.frac - f_true)
+    ok = np.isfinite(tr.frac)
+    assert ok.mean() > 0.99
+    assert np.nanmax(tr.frac) > 1.3 and np.nanmin(tr.frac) < -0.3
+    assert np.percentile(err[ok], 99) < 0.01
+    # without wrap the same trace stays inside the track
+    plain = trace_curves(m, 1, 0.0, float(w), wrap=[False])[0]
+    assert np.nanmax(plain.frac) <= 1.01
+
+
+def test_two_curves_same_style_crossing():
+    h, w = 1500, 300
+    rows = np.arange(h)
+    a = 150 + 100 * np.sin(rows / 200.0)
+    b = 150 - 100 * np.sin(rows / 200.0)
+    m = _draw(h, w, a)
+    _draw(h, w, b, out=m)
+    tr = trace_curves(m, 1, 0.0, float(w), n_curves=2)
+    got = [t.frac * w for t in tr]
+    # each truth is matched by one trace away from the crossings
+    far = np.abs(a - b) > 12
+    for t in (a, b):
+        best = min(np.nanmedian(np.abs(g - t)[far]) for g in got)
+        assert best < 1.0
+
+
+def test_bridge_gaps_and_blips():
+    x = np.array([0, 1, np.nan, np.nan, 4, np.nan, np.nan, np.nan, np.nan, 9.0])
+    f, b = bridge_gaps(x, 2)
+    np.testing.assert_allclose(f[:5], [0, 1, 2, 3, 4])
+    assert np.isnan(f[5:9]).all() and b.tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+    y = np.array([10, 10, 10, np.nan, 30, np.nan, 10, 10, np.nan, 10.5, np.nan, 10])
+    d = drop_blips(y, 2, 3.0)
+    assert np.isnan(d[4]) and d[9] == 10.5  # speck off the line dropped, dot on it kept
+
+
+def test_resample_and_grid():
+    d_rows = 1000 + np.arange(11) * 0.5        # depth of rows 0..10
+    y = np.arange(11, dtype=float)
+    y[6] = np.nan
+    g = depth_grid(1000.2, 1005.0, 0.25)
+    assert g[0] == 1000.25 and g[-1] == 1005.0 and np.allclose(np.diff(g), 0.25)
+    out = resample_rows(d_rows, y, np.array([1000.0, 1000.25, 1002.75, 1003.0, 1010.0]))
+    np.testing.assert_allclose(out[:2], [0.0, 0.5])
+    assert np.isnan(out[2]) and np.isnan(out[3]) and np.isnan(out[4])
+
+
+def _score(dig, page):
+    """Per curve: (style, wrap, coverage where truth exists, errors in % of track width)."""
+    cals = {c.mnemonic: c for t in page.calibration.tracks for c in t.curves}
+    out = []
+    for ct in page.truth.curves:
+        col = next(c for c in dig.table.curves if c.mnemonic == ct.mnemonic)
+        tf = resample_rows(page.truth.depth, ct.frac, dig.table.depth)
+        ef = value_to_fraction(col.values, cals[ct.mnemonic])
+        has = np.isfinite(tf)
+        ok = has & np.isfinite(ef)
+        out.append((ct.style, ct.wrap, ok.sum() / has.sum(), np.abs(ef - tf)[ok] * 100))
+    return out
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.6])
+def test_digitise_true_masks(skew):
+    synth = pytest.importorskip("training.synth")
+    from logdigit import layout as lay
+    from logdigit.pipeline import deskew_mask, digitise
+
+    page = synth.render_page(4242, 3, height=2200, width=1100, n_tracks=2, skew_deg=skew,
+                             styles=["solid", "dashed", "dotted"], wraps=False, colour=False)
+    grey = page.image
+    L = lay.analyse(grey)
+    dig = digitise(deskew_mask(page.mask, L.skew_deg), page.calibration, L,
+                   grey=lay.deskew(grey, L.skew_deg))
+    assert dig.plan.calibrated and len(dig.table.curves) == 6
+    assert np.allclose(np.diff(dig.table.depth), dig.table.step)
+    scores = _score(dig, page)
+    for style in ("solid", "dashed", "dotted"):
+        errs = np.concatenate([e for s, _, _, e in scores if s == style])
+        assert np.median(errs) < 0.5, style           # % of track width
+        assert np.percentile(errs, 95) < 3.0, style
+        assert min(c for s, _, c, _ in scores if s == style) > 0.97, style
