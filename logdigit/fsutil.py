@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask_mode() -> int:
+    """File mode a plain open() would give (mkstemp gives 0600, too tight for outputs)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temp file next to ``path`` and rename it over ``path`` on success.
@@ -33,6 +40,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -62,4 +70,5 @@ def atomic_temp_path(path: str | os.PathLike) -> tuple[Path, Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}",
                                dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, _umask_mode())
     return Path(tmp), final

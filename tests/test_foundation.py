@@ -141,3 +141,16 @@ def test_runtime_does_not_import_torch():
             "    importlib.import_module('logdigit.' + m.name)\n"
             "assert 'torch' not in sys.modules, 'runtime imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+    from logdigit.fsutil import atomic_temp_path, atomic_write_text
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        tmp, _ = atomic_temp_path(tmp_path / "b.png")
+        assert (os.stat(tmp_path / "a.txt").st_mode & 0o777) == 0o644
+        assert (os.stat(tmp).st_mode & 0o777) == 0o644
+    finally:
+        os.umask(mask)
