@@ -39,6 +39,7 @@ class RenderConfig:
     dropout_prob: float = 0.3                     #: per curve: has unrecorded stretches
     partial_prob: float = 0.15                    #: per curve: starts late / stops early
     analogue_prob: float = 0.5                    #: wiggly analogue recording (else smooth digital print)
+    leader_prob: float = 0.35                     #: curve names with arrows pointing at the curve
     label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks
     # -- print / scan --------------------------------------------------------
     colour_prob: float = 0.15                     #: colour print (RGB image, coloured curves)
@@ -52,6 +53,7 @@ class RenderConfig:
     jpeg_prob: float = 0.25
     jpeg_quality: tuple[int, int] = (30, 85)
     fade_prob: float = 0.5                        #: faded / broken lines
+    grid_drop_prob: float = 0.15                  #: faint grid lost in patches
     band_prob: float = 0.25                       #: dark page-join bands
     edge_prob: float = 0.12                       #: dark page-edge bar down one side
     stain_prob: float = 0.25

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .layout import PageSpec, RowModel
+from .degrade import lowfreq
 from .textures import hole_field
 
 SHIFT = 4                  # cv2 fixed-point bits: 1/16 px
@@ -138,13 +139,19 @@ def _is_multiple(d: float, step: float) -> bool:
 
 
 def break_lines(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
-    """Faint / broken grid: knock holes into what is drawn so far (the grid)."""
-    amount = spec.scan["broken"] if spec.degrade else 0.0
-    if amount <= 0:
+    """Faint / broken grid: knock holes into what is drawn so far (the grid), and lose
+    it altogether in patches (faint grid the scanner dropped)."""
+    if not spec.degrade:
         return
     h, w = cv.clean.shape
-    holes = hole_field(spec.scan["tex_off"], ua, va, h, w, amount)
-    np.right_shift(cv.dark, 2, out=cv.dark, where=holes[..., None])
+    amount = spec.scan["broken"]
+    if amount > 0:
+        holes = hole_field(spec.scan["tex_off"], ua, va, h, w, amount)
+        np.right_shift(cv.dark, 2, out=cv.dark, where=holes[..., None])
+    drop = spec.scan.get("grid_drop", 0.0)
+    if drop > 0:
+        gone = lowfreq(spec.seed, spec.page_id + 613, ua, va, h, w, 256) > 1.0 - drop
+        np.right_shift(cv.dark, 4, out=cv.dark, where=gone[..., None])
 
 
 def _text(cv: Canvases, spec: PageSpec, text: str, v: int, u: int, scale: float, thick: int,
@@ -173,6 +180,21 @@ def draw_text(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
         _text(cv, spec, text, v, u, sc, t, ua, va)
     for text, v, u, sc, t in spec.labels:
         _text(cv, spec, text, v, u, sc, t, ua, va)
+    for v0, u0, v1, u1, dashed, t in spec.leaders:
+        if max(u0, u1) + 8 < ua or min(u0, u1) - 8 > ua + h:
+            continue
+        p0, p1 = np.array([v0 - va, u0 - ua], float), np.array([v1 - va, u1 - ua], float)
+        n = max(1, int(np.hypot(*(p1 - p0)) // 8)) if dashed else 1
+        for i in range(n):
+            a = p0 + (p1 - p0) * i / n
+            b = p0 + (p1 - p0) * (i + (0.6 if dashed else 1.0)) / n
+            ia, ib = tuple(int(round(x)) for x in a), tuple(int(round(x)) for x in b)
+            cv2.line(cv.dark, ia, ib, val, t, cv2.LINE_8)
+            cv2.line(cv.clean, ia, ib, 255, t, cv2.LINE_8)
+        tip, back = (v1 - va, u1 - ua), int(np.sign(v0 - v1)) * 7
+        for d in (-4, 4):
+            cv2.line(cv.dark, tip, (tip[0] + back, tip[1] + d), val, t, cv2.LINE_8)
+            cv2.line(cv.clean, tip, (tip[0] + back, tip[1] + d), 255, t, cv2.LINE_8)
 
 
 def draw_depth_labels(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:

@@ -119,6 +119,7 @@ class PageSpec:
     marks: list[tuple]                  # handwriting/stamps: (kind, payload)
     scan: dict[str, Any]                # degradation parameters
     meta: dict[str, Any] = field(default_factory=dict)
+    leaders: list[tuple] = field(default_factory=list)  # (v0, u0, v1, u1, dashed, thickness): label arrows
 
     # -- depth <-> unrotated row --------------------------------------------
     def depth_of_u(self, u: np.ndarray | float) -> np.ndarray:
@@ -417,7 +418,37 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
         depth_ticks=bool(rng.random() < 0.5), model_top_ft=float(beds.depth_ft[0]), colour=colour,
         binarize=binarize, degrade=degrade, skew_deg=skew, ink=ink, header_items=header_items,
         header_lines=header_lines, legend=legend, labels=labels, marks=marks, scan=scan)
+    if rng.random() < cfg.leader_prob:
+        _add_leaders(spec, rng)
     return spec
+
+
+def _add_leaders(spec: PageSpec, rng: np.random.Generator) -> None:
+    """Curve names with a leader line and arrowhead pointing at the curve ("DEEP IND ---->")."""
+    span = spec.body_bottom - spec.body_top
+    for _ in range(int(1 + span / 1200 * rng.uniform(0.5, 2.0))):
+        if not spec.curves:
+            return
+        k = int(rng.integers(0, len(spec.curves)))
+        c, tr = spec.curves[k], spec.tracks[spec.curves[k].track]
+        u = int(rng.uniform(spec.body_top + 30, max(spec.body_top + 31, spec.body_bottom - 30)))
+        f = float(frac_at_depth(spec, k, np.array([float(spec.depth_of_u(u))]))[0])
+        if not np.isfinite(f):
+            continue
+        xc = tr.x0 + (f - np.floor(f) if c.wrap else f) * (tr.x1 - tr.x0)
+        sc = float(rng.uniform(0.35, 0.6))
+        text = c.mnemonic if rng.random() < 0.6 else f"{c.mnemonic} {c.unit}"
+        tw = int(len(text) * 20 * sc)
+        length = int(rng.uniform(25, 90))
+        if xc - tr.x0 > tr.x1 - xc:        # room on the left: label  ---->  curve
+            v1 = int(xc - 4)
+            v0 = max(tr.x0 + 2, v1 - length)
+            spec.labels.append((text, max(tr.x0 + 2, v0 - tw - 4), u + int(7 * sc), sc, 1))
+        else:                               # curve  <----  label
+            v1 = int(xc + 4)
+            v0 = min(tr.x1 - 2, v1 + length)
+            spec.labels.append((text, v0 + 4, u + int(7 * sc), sc, 1))
+        spec.leaders.append((v0, u, v1, u, bool(rng.random() < 0.5), int(rng.integers(1, 3))))
 
 
 def _fmt(v: float) -> str:
@@ -505,6 +536,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         if (rng.random() < cfg.jpeg_prob and not binarize) else 0,
         "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
         "broken": float(rng.uniform(0.05, 0.35)) if rng.random() < cfg.fade_prob else 0.0,
+        "grid_drop": float(rng.uniform(0.15, 0.5)) if rng.random() < cfg.grid_drop_prob else 0.0,
         "threshold": float(rng.uniform(0.5, 0.78)),        # 1-bit: fraction from ink to paper
         "bleed": float(rng.uniform(0.08, 0.25)) if rng.random() < cfg.bleed_prob else 0.0,
         "tex_off": (int(rng.integers(0, 4096)), int(rng.integers(0, 4096))),
