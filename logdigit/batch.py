@@ -60,6 +60,8 @@ MANIFEST_NAME = "manifest.sqlite"
 INDEX_NAME = "index.csv"
 LOCK_NAME = ".batch.lock"
 
+#: Resubmissions of a Dask task whose worker died (on top of Dask's own retries).
+DASK_RETRIES = 1
 #: How long ``--scheduler`` waits for the Dask scheduler to answer.
 DASK_CONNECT_TIMEOUT = "30s"
 
@@ -877,8 +879,9 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
     """Submit ``tasks`` to a Dask cluster (address or Client) and stream results back.
 
     Input and output paths must be visible to the workers under the same names
-    (a shared file system). Tasks that keep killing workers come back as
-    ``KilledWorker`` and are recorded as failed.
+    (a shared file system). A task whose worker died (Dask's ``KilledWorker``
+    after its own ``allowed-failures`` retries) is resubmitted ``DASK_RETRIES``
+    times, one such suspect at a time, then recorded as failed.
     """
     try:
         from distributed import Client, as_completed
@@ -908,26 +911,44 @@ def _run_dask(tasks: list[dict], runner: Runner, scheduler: Any, on_result: Call
                 seen.update(t=time.monotonic(), window=max(4, 4 * slots))
             return seen["window"]
 
-        def submit_one():
-            t = pending.pop()
+        suspects: list[dict] = []
+        retries: dict[str, int] = {}
+        busy = {"suspect": False}
+
+        def submit(t: dict, suspect: bool) -> None:
             fut = client.submit(run_task, t, runner, pure=False,
                                 key=f"logdigit-{hashlib.sha1(t['key'].encode()).hexdigest()[:16]}"
                                     f"-{time.monotonic_ns()}")
-            keys[fut] = t
+            keys[fut] = (t, suspect)
             ac.add(fut)
 
-        while pending and len(keys) < window():
-            submit_one()
+        def pump() -> None:
+            if suspects and not busy["suspect"]:  # suspects one at a time
+                submit(suspects.pop(0), True)
+                busy["suspect"] = True
+            while pending and len(keys) < window():
+                submit(pending.pop(), False)
+
+        pump()
         for fut in ac:
-            t = keys.pop(fut)
+            t, suspect = keys.pop(fut)
+            busy["suspect"] &= not suspect
+            res = None
             try:
                 res = fut.result()
             except Exception as e:  # noqa: BLE001 - KilledWorker, lost worker, ...
-                res = _crash_result(t["key"], f"Dask task failed: {type(e).__name__}: {e}")
+                # run_task never raises: this is the worker dying under the task, or
+                # under another task it shared the worker with. Retry it (once, no
+                # other suspect beside it); a second death is recorded.
+                if retries.get(t["key"], 0) < DASK_RETRIES:
+                    retries[t["key"]] = retries.get(t["key"], 0) + 1
+                    suspects.append(t)
+                else:
+                    res = _crash_result(t["key"], f"Dask task failed: {type(e).__name__}: {e}")
             fut.release()
-            on_result(res)
-            while pending and len(keys) < window():
-                submit_one()
+            if res is not None:
+                on_result(res)
+            pump()
     finally:
         if own:
             client.close()

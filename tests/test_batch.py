@@ -562,3 +562,19 @@ def test_real_killed_run_resumes_to_the_same_outputs(tmp_path):
     assert _tree(out) == _tree(ref) and len(_tree(out)) == 10  # LAS + QC, no temp files
     rows = _rows(out)
     assert len(rows) == 5 and all(r["status"] == "done" for r in rows.values())
+
+
+def test_dask_worker_death_is_recorded_and_the_batch_goes_on(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    _archive(tmp_path / "in", 3)
+    _tiff(tmp_path / "in" / "crash.tif", 50)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     host="127.0.0.1", dashboard_address=None) as cluster:
+        rep = B.run_batch([tmp_path / "in"], tmp_path / "out", runner=FAKE,
+                          scheduler=cluster.scheduler_address)
+    assert rep.counts == {"done": 3, "failed": 1, "skipped": 0}
+    row = _rows(tmp_path / "out")["crash.tif"]
+    assert row["error_type"] == "WorkerCrash" and "KilledWorker" in row["error"]
