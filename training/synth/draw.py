@@ -313,15 +313,50 @@ def curve_paths(spec: PageSpec, model: RowModel, k: int, ua: int, va: int, h: in
     if not c.pattern:
         pts = _fixed(np.where(valid, xs, 0.0), u)
     s = model.arc[k, r0:r1]
+    f = model.frac[k, r0:r1]
+    tr = spec.tracks[c.track]
+    n = len(x)
     for a, nxt in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         b = a + int(np.argmin(np.append(valid[a:nxt], False)))   # valid prefix of the run
-        if b - a < 2:
+        head = tail = None
+        if c.wrap:   # a backup trace: run to the track edge, re-enter from the other edge
+            if a > 0 and valid[a - 1] and np.floor(f[a - 1]) != np.floor(f[a]):
+                head = _edge_point(f[a - 1], f[a], u[a - 1], tr, va, enter=True)
+            if b < n and valid[b] and np.floor(f[b - 1]) != np.floor(f[b]):
+                tail = _edge_point(f[b - 1], f[b], u[b - 1], tr, va, enter=False)
+        if head is None and tail is None:
+            if b - a < 2:
+                continue
+            if not c.pattern:
+                paths.append(pts[a:b])
+            else:
+                paths.extend(dash_paths(xs[a:b], u[a:b], s[a:b], c.pattern))
             continue
-        if not c.pattern:
-            paths.append(pts[a:b])
-        else:
-            paths.extend(dash_paths(xs[a:b], u[a:b], s[a:b], c.pattern))
+        rx, ru, rs = xs[a:b], u[a:b], s[a:b]
+        if head is not None:
+            d = math.hypot(rx[0] - head[0], ru[0] - head[1])
+            rx, ru, rs = np.r_[head[0], rx], np.r_[head[1], ru], np.r_[rs[0] - max(d, 1e-3), rs]
+        if tail is not None:
+            d = math.hypot(rx[-1] - tail[0], ru[-1] - tail[1])
+            rx, ru, rs = np.r_[rx, tail[0]], np.r_[ru, tail[1]], np.r_[rs, rs[-1] + max(d, 1e-3)]
+        if len(rx) < 2:
+            continue
+        paths.extend([_fixed(rx, ru)] if not c.pattern else dash_paths(rx, ru, rs, c.pattern))
     return paths
+
+
+def _edge_point(f0: float, f1: float, u0: float, tr, va: int, enter: bool) -> tuple[float, float]:
+    """Where a wrapped trace crosses the track edge between rows u0 and u0 + 1.
+
+    ``f0, f1``: unwrapped positions at the two rows (different wrap cycles). The
+    trace leaving (``enter=False``) ends on the edge it runs into; the backup
+    entering (``enter=True``) starts on the opposite edge. Returns region (x, u).
+    """
+    m = max(math.floor(f0), math.floor(f1))      # the integer position crossed
+    t = (m - f0) / (f1 - f0) if f1 != f0 else 0.5
+    rising = f1 > f0
+    at_right = rising != enter                   # leaving rightwards or entering from the right
+    return (float((tr.x1 if at_right else tr.x0) - va), float(u0 + t))
 
 
 def draw_curves(cv: Canvases, spec: PageSpec, model: RowModel, ua: int, va: int) -> None:
