@@ -244,8 +244,13 @@ def _deskew_rows(grey: np.ndarray, angle_deg: float, r0: int, r1: int,
 # ---------------------------------------------------------------------------
 
 def ink_threshold(grey: np.ndarray) -> int:
-    """Grey level below which a pixel is ink: 128 for two-level scans, else Otsu's
-    threshold on a row subsample, clamped to [64, 230]."""
+    """Grey level below which a pixel counts as ink for layout analysis.
+
+    128 for two-level scans. Otherwise the paper level ``P`` (median of the pixels above
+    Otsu's threshold, on a row subsample) and its noise ``s`` (1.4826 MAD) give
+    ``P - max(10, 2.5 s)``, so faint grey grid lines count as ink; never below Otsu's
+    threshold, clamped to [64, 245].
+    """
     import cv2
     h = grey.shape[0]
     step = max(1, h // 2048)
@@ -254,7 +259,19 @@ def ink_threshold(grey: np.ndarray) -> int:
     if np.count_nonzero(hist) <= 2:
         return 128
     t, _ = cv2.threshold(sub.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    return int(min(230, max(64, t)))
+    t = int(t)
+    paper = hist[t + 1:]
+    if paper.sum() == 0:
+        return int(min(245, max(64, t)))
+    vals = np.arange(t + 1, 256)
+    cum = np.cumsum(paper)
+    p_level = float(vals[np.searchsorted(cum, cum[-1] / 2)])
+    dev = np.abs(vals - p_level)
+    order = np.argsort(dev)
+    cdev = np.cumsum(paper[order])
+    mad = float(dev[order][np.searchsorted(cdev, cdev[-1] / 2)])
+    line_t = p_level - max(10.0, 2.5 * 1.4826 * mad)
+    return int(min(245, max(64, t, line_t)))
 
 
 def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
@@ -742,7 +759,41 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
         pool = inner or cands
         g = max(pool, key=lambda g: g["ink"])
         depth = (int(g["left"]["x0"]), int(g["right"]["x1"]))
+    if depth is None and tracks:
+        depth = _margin_depth_track(tracks, prof, rows_mask, w)
     return tracks, depth
+
+
+def _margin_depth_track(tracks, prof: _Profiles, rows_mask: np.ndarray, w: int):
+    """A depth track with no border line of its own, left of the first or right of the
+    last track: the run of text-inked column bins next to the track, in the margin
+    with more ink. Returns (x0, x1) or None."""
+    bw = prof.bin_w
+    nb = prof.rowbins.shape[1]
+    share = prof.rowbins[rows_mask].mean(0) / bw        # ink share per bin
+    best = None
+    for side in ("left", "right"):
+        if side == "left":
+            b0, b1 = 0, int(math.floor(tracks[0][0] / bw)) - 1
+        else:
+            b0, b1 = int(math.ceil(tracks[-1][1] / bw)) + 1, nb
+        if b1 - b0 < 2 or (b1 - b0) * bw < 0.02 * w:
+            continue
+        sh = share[b0:b1]
+        if sh.max() < 0.003:
+            continue
+        runs = _runs(sh >= max(0.002, 0.2 * sh.max()))
+        if not runs:
+            continue
+        a, b = runs[-1] if side == "left" else runs[0]   # the run next to the track
+        ink = float(sh[a:b].sum())
+        if side == "left":
+            box = (max(0, (b0 + a - 1) * bw), int(tracks[0][0]))
+        else:
+            box = (int(tracks[-1][1]), min(w, (b0 + b + 1) * bw))
+        if box[1] - box[0] >= 0.02 * w and (best is None or ink > best[0]):
+            best = (ink, box)
+    return None if best is None else (int(best[1][0]), int(best[1][1]))
 
 
 # grid patterns a track's vertical lines may follow: fractions of the track width
@@ -771,7 +822,7 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
         if md > 1 and sub.any() and near10.any() and \
                 wts[sub].max() > 1.25 * np.median(wts[near10]):
             continue  # subdivision lines heavier than the divisions: not one track
-        best = max(best, cover * expl)
+        best = max(best, expl * (0.5 + 0.5 * cover))  # faint lines may be missing
     # log: D decades
     for d in range(2, 6):  # one decade per track is not a log grid worth the name
         p = f * d
@@ -797,7 +848,7 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
             continue  # 2..9 marks heavier than the decade lines: not one track
         got = sum(len(hits[mm]) for mm in used) + len(hits.get(0, ()))
         want = len(used) * d + (d - 1)
-        best = max(best, expl * got / want)
+        best = max(best, expl * (0.5 + 0.5 * got / want))
     return best
 
 
