@@ -985,6 +985,20 @@ class BatchReport:
     manifest: Path | None = None
     index: Path | None = None
     run_id: int | None = None
+    plan: list["Planned"] | None = None  # filled by a dry run
+
+    def plan_summary(self, max_lines: int = 20) -> str:
+        """What a dry run found: counts per action and reason, then the first inputs."""
+        plan = self.plan or []
+        counts: dict[tuple[str, str], int] = {}
+        for p in plan:
+            counts[(p.action, p.why)] = counts.get((p.action, p.why), 0) + 1
+        lines = [f"{len(plan)} scans; a run would:"]
+        lines += [f"  {action:<8}{n:>8}  {why}" for (action, why), n in sorted(counts.items())]
+        lines += [f"{p.action:<8} {p.job.rel}  ({p.why})" for p in plan[:max_lines]]
+        if len(plan) > max_lines:
+            lines.append(f"... and {len(plan) - max_lines} more")
+        return "\n".join(lines)
 
     @property
     def pages_per_s(self) -> float:
@@ -1100,7 +1114,7 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
               calibration: str | os.PathLike | None = None, workers: int | None = None,
               scheduler: Any = None, retry_failed: bool = False, rehash: bool = False,
               settings: ConvertSettings | None = None, runner: Runner | None = None,
-              progress: bool = False, argv: str = "",
+              progress: bool = False, argv: str = "", dry_run: bool = False,
               log: Callable[[str], None] | None = None) -> BatchReport:
     """Convert every scan of ``inputs`` into ``out_dir``, resuming from its manifest.
 
@@ -1116,6 +1130,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
     rehash : recompute every scan's sha256 even when size and mtime are unchanged.
     settings, runner : conversion options; ``runner`` also injects the converter.
     progress : show a progress bar with ETA.
+    dry_run : only plan: ``report.plan`` says what a run would do with every input;
+        nothing is converted or written (the manifest is read, not changed).
     log : where one-line notes go (default: nowhere).
 
     Returns
@@ -1124,7 +1140,6 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
     if runner is None:
         runner = Runner(settings=settings or ConvertSettings())
     elif settings is not None:
@@ -1148,6 +1163,13 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
     if scheduler is None:
         workers = default_workers() if workers is None else max(0, int(workers))
     report = BatchReport(out_dir=out_dir, manifest=out_dir / MANIFEST_NAME)
+    if dry_run:
+        rows = read_manifest_rows(out_dir / MANIFEST_NAME)
+        report.plan = plan_jobs(jobs, rows, out_dir, template, s.fingerprint(_model_sha(s.model)),
+                                retry_failed, rehash)
+        report.wall_s = time.perf_counter() - t0
+        return report
+    out_dir.mkdir(parents=True, exist_ok=True)
     with _out_dir_lock(out_dir):
         stale = remove_stale_temps(out_dir)
         if stale:
@@ -1159,6 +1181,22 @@ def run_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *
         finally:
             manifest.close()
     return report
+
+
+def read_manifest_rows(path: str | os.PathLike) -> dict[str, sqlite3.Row]:
+    """The rows of an existing manifest, read-only (``{}`` when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=60)
+        db.row_factory = sqlite3.Row
+        try:
+            return {r["key"]: r for r in db.execute("SELECT * FROM scans")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise BatchError(f"manifest is not a readable SQLite file ({e})", path) from None
 
 
 def _execute(jobs, manifest, runner, report, out_dir, template, workers, scheduler,

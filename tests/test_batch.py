@@ -218,6 +218,22 @@ def test_rerun_skips_redoes_changed_and_retries_only_on_request(tmp_path):
     assert _rows(out)["bad_in/notes.tif"]["attempts"] == 4  # conversions of it so far
 
 
+def test_dry_run_plans_without_writing(tmp_path):
+    scans = _archive(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    rep = B.run_batch([tmp_path / "in"], out, workers=0, runner=FAKE, dry_run=True)
+    assert not out.exists() and [p.why for p in rep.plan] == ["new"] * 3
+    B.run_batch([tmp_path / "in"], out, workers=0, runner=FAKE)
+    _tiff(scans[0], 77)
+    before = _tree(out), (out / B.MANIFEST_NAME).read_bytes()
+    rep = B.run_batch([tmp_path / "in"], out, workers=0, runner=FAKE, dry_run=True)
+    assert {p.job.rel: (p.action, p.why) for p in rep.plan} == {
+        "a/001.tif": ("skip", "done and unchanged"), "b/000.tif": ("convert", "scan changed"),
+        "b/002.tif": ("skip", "done and unchanged")}
+    assert (_tree(out), (out / B.MANIFEST_NAME).read_bytes()) == before
+    assert "convert        1  scan changed" in rep.plan_summary()
+
+
 def test_template_sidecar_and_touch_without_change(tmp_path):
     scans = _archive(tmp_path / "in", 2)
     tpl = tmp_path / "template.yaml"

@@ -37,9 +37,11 @@ from ..batch import FORMAT_EXTENSIONS, ConvertSettings, run_batch
               help="Convert only this page of multi-page files (default: every page).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="onnxruntime device (cuda needs the gpu extra).")
+@click.option("--dry-run", is_flag=True,
+              help="Only say what would be converted or skipped, and why.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary only.")
 def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_failed, rehash,
-          model, fmt, step, page, device, quiet):
+          model, fmt, step, page, device, dry_run, quiet):
     """Convert folders, globs or list files of scans into OUT_DIR.
 
     Per scan the calibration is its sidecar YAML (scan.yaml beside scan.tif), else
@@ -54,11 +56,14 @@ def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_fail
     try:
         report = run_batch(inputs, out_dir, calibration=template, workers=workers,
                            scheduler=scheduler, retry_failed=retry_failed, rehash=rehash,
-                           settings=settings, progress=progress,
+                           settings=settings, progress=progress, dry_run=dry_run,
                            argv=shlex.join(["logdigit", "batch", *sys.argv[2:]]),
                            log=None if quiet else (lambda m: click.echo(m, err=True)))
     finally:
         signal.signal(signal.SIGTERM, old)
+    if dry_run:
+        click.echo(report.plan_summary())
+        return
     click.echo(report.summary())
     if report.interrupted:
         sys.exit(130)
