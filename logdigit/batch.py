@@ -995,7 +995,8 @@ class BatchReport:
             counts[(p.action, p.why)] = counts.get((p.action, p.why), 0) + 1
         lines = [f"{len(plan)} scans; a run would:"]
         lines += [f"  {action:<8}{n:>8}  {why}" for (action, why), n in sorted(counts.items())]
-        lines += [f"{p.action:<8} {p.job.rel}  ({p.why})" for p in plan[:max_lines]]
+        first = sorted(plan, key=lambda p: p.action != "convert")[:max_lines]  # converts first
+        lines += [f"{p.action:<8} {p.job.rel}  ({p.why})" for p in first]
         if len(plan) > max_lines:
             lines.append(f"... and {len(plan) - max_lines} more")
         return "\n".join(lines)
