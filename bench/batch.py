@@ -78,6 +78,32 @@ def run(name: str, inputs: Path, out: Path, settings: B.ConvertSettings, **kw) -
             "worker_s_per_page": round(worker_seconds(out), 4) if rep.counts["done"] else None}
 
 
+def real_scans(k: int, tmp: Path, settings: B.ConvertSettings) -> dict:
+    """Batch the ``k`` smallest real scans (by pixels), uncalibrated, 2 workers."""
+    folder = ROOT.parent / "shared" / "real_scans"
+    if not folder.is_dir():
+        return {"skipped": f"{folder} not found"}
+    from logdigit.io import read_scan  # noqa: F401  (fails early if io is missing)
+    import tifffile
+
+    sizes = []
+    for p in sorted(folder.rglob("*.tif")):
+        with tifffile.TiffFile(p) as t:
+            sizes.append((t.pages[0].imagewidth * t.pages[0].imagelength, p))
+    pick = [p for _, p in sorted(sizes)[:k]]
+    mpx = sum(n for n, p in sizes if p in pick) / 1e6
+    rep = B.run_batch(pick, tmp / "real", workers=2, settings=settings)
+    db = sqlite3.connect(tmp / "real" / B.MANIFEST_NAME)
+    scans = [{"scan": rel, "status": st, "error": err,
+              "timings": {k_: round(v, 2) for k_, v in json.loads(tm).items()}}
+             for rel, st, err, tm in db.execute("SELECT rel, status, error, timings FROM scans")]
+    db.close()
+    return {"scans": scans, "done": rep.counts["done"], "failed": rep.counts["failed"],
+            "mpx": round(mpx, 1), "wall_s": round(rep.wall_s, 1),
+            "s_per_mpx": round(rep.wall_s / mpx, 3) if mpx else None,
+            "note": "uncalibrated (no sidecars): robustness on real paper, not accuracy"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, default=40)
@@ -86,6 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch.json"))
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--real-scans", type=int, default=0, metavar="K",
+                    help="also batch the K smallest real scans of ../shared/real_scans "
+                         "(uncalibrated; skipped when the folder is absent)")
     a = ap.parse_args(argv)
     try:
         import logdigit.pipeline  # noqa: F401
@@ -118,6 +147,7 @@ def main(argv=None) -> int:
         identical = all(same == {p.relative_to(tmp / o).as_posix(): p.read_bytes()
                                  for p in (tmp / o).rglob("*.las")}
                         for o in ["o2"] + ([] if a.no_dask else ["od"]))
+        real = real_scans(a.real_scans, tmp, settings) if a.real_scans else None
     by = {r["config"]: r for r in rows}
     scaling = by["pool-2"]["pages_per_s"] / by["pool-1"]["pages_per_s"]
     result = {
@@ -125,6 +155,7 @@ def main(argv=None) -> int:
         "model": model_desc, "render_s": round(render_s, 2), "rows": rows,
         "scaling_pool2_over_pool1": round(scaling, 3),
         "outputs_identical_across_configs": identical,
+        "real_scans": real,
         "machine": {"cores": B.default_workers(), "python": platform.python_version(),
                     "platform": platform.platform(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg(),
@@ -138,6 +169,13 @@ def main(argv=None) -> int:
               f"{r['pages_per_s']:>9.3f}{r['worker_s_per_page'] or float('nan'):>18.3f}")
     print(f"scaling pool-2 / pool-1: {scaling:.2f}x; outputs identical: {identical}; "
           f"load avg before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+    if real:
+        print(real.get("skipped") or
+              f"real scans: {real['done']} done, {real['failed']} failed of {len(real['scans'])}"
+              f" ({real['mpx']:.0f} Mpx) in {real['wall_s']:.0f} s, "
+              f"{real['s_per_mpx']:.2f} s/Mpx with 2 workers")
+        for sc in real.get("scans", []):
+            print(f"  {sc['scan']}: {sc['status']} {sc['error'] or ''}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {a.out}")
