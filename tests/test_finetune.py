@@ -183,3 +183,14 @@ def test_time_cosine_state_round_trip():
     s2 = engine.TimeCosine(opt, warmup_steps=4, budget_s=3600, min_lr_ratio=0.0)
     s2.load_state_dict(state)
     assert s2.get_last_lr()[0] == pytest.approx(0.5, abs=1e-3) and not s2.done
+
+
+def test_epoch_sampler_resumes_and_shards():
+    idx = list(range(20))
+    full = list(engine.EpochSampler(idx, seed=3, epoch=1))
+    assert sorted(full) == idx and full != idx
+    assert list(engine.EpochSampler(idx, seed=3, epoch=1, start=7)) == full[7:]
+    assert list(engine.EpochSampler(idx, seed=3, epoch=2)) != full
+    shards = [list(engine.EpochSampler(idx, seed=3, epoch=1, rank=r, world=3)) for r in range(3)]
+    assert all(len(s) == 6 for s in shards)
+    assert len(set(sum(shards, []))) == 18
