@@ -420,18 +420,23 @@ def test_sigint_stops_cleanly_then_resume_finishes(tmp_path):
 # Dask
 # ---------------------------------------------------------------------------
 
-def test_dask_local_cluster_matches_local_pool(tmp_path):
+def test_dask_local_cluster_matches_local_pool(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     _archive(tmp_path / "in", 4)
     bad = _bad_files(tmp_path / "in" / "bad")["empty"]
     B.run_batch([tmp_path / "in"], tmp_path / "local", workers=0, runner=FAKE)
+    seg_log = tmp_path / "seg.log"
+    monkeypatch.setenv("FAKE_SEG_LOG", str(seg_log))
+    monkeypatch.setattr(B, "_SEGMENTERS", {})  # this process is the (in-process) worker
+    runner = B.Runner(convert=fake_convert, make_segmenter=pid_segmenter)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   protocol="tcp", host="127.0.0.1", scheduler_port=0,
                                   dashboard_address=None) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")  # loopback only
-        rep = B.run_batch([tmp_path / "in"], tmp_path / "dask", runner=FAKE,
+        rep = B.run_batch([tmp_path / "in"], tmp_path / "dask", runner=runner,
                           scheduler=cluster.scheduler_address)
     assert rep.counts == {"done": 4, "failed": 3, "skipped": 0}
+    assert seg_log.read_text().split() == [str(os.getpid())]  # loaded once, by the worker
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
     rows = _rows(tmp_path / "dask")
     assert rows[bad.relative_to(tmp_path / "in").as_posix()]["status"] == "failed"
