@@ -37,7 +37,7 @@ from .errors import ModelError
 #: Value used to pad the image to a multiple of the stride (white paper).
 PAD_VALUE: int = 255
 #: Pixels per inference batch (tiles of one band are grouped up to this size).
-BATCH_PIXELS: int = 4_000_000
+BATCH_PIXELS: int = 2_000_000
 #: A band is one tile row; tiles span the full padded width when it is at most this.
 MAX_BAND_WIDTH: int = 4096
 
@@ -273,7 +273,9 @@ class Segmenter:
         ``cuda`` uses the CUDA execution provider (needs onnxruntime-gpu).
     tile : int or None
         Tile edge (px); default the model's recommended ``logdigit.tile``. A band spans
-        the whole padded width when that is at most :data:`MAX_BAND_WIDTH`.
+        the whole padded width when that is at most :data:`MAX_BAND_WIDTH`; with the
+        default tile such a band is made as tall as :data:`BATCH_PIXELS` allows (less
+        halo overhead).
     halo : int or None
         Halo (px) around each tile core; default the model's ``logdigit.halo``.
     """
@@ -286,6 +288,7 @@ class Segmenter:
         self.device = device
         self.tile = int(tile or self.info.tile)
         self.halo = int(self.info.halo if halo is None else halo)
+        self.tall = tile is None   # full-width bands grow to BATCH_PIXELS unless tile is set
 
     @property
     def binary(self) -> bool:
@@ -322,8 +325,12 @@ class Segmenter:
         H, W = grey.shape
         s = self.info.stride
         ph, pw = _round_up(H, s), _round_up(W, s)
-        tile_w = pw if pw <= MAX_BAND_WIDTH else self.tile
-        bands = plan_tiles(H, W, self.tile, tile_w, self.halo, s)
+        if pw <= MAX_BAND_WIDTH:   # full-width bands, as tall as a batch allows (less halo)
+            tile_w = pw
+            tile_h = max(self.tile, (BATCH_PIXELS // pw) // s * s) if self.tall else self.tile
+        else:
+            tile_w = tile_h = self.tile
+        bands = plan_tiles(H, W, tile_h, tile_w, self.halo, s)
         classes = np.empty((H, W), np.uint8)
         conf = np.empty((H, W), np.uint8)
         norm = self.info.input_norm

@@ -21,7 +21,8 @@ def _grey(h, w, seed=0):
 
 
 @pytest.mark.parametrize("h,w,tile,band", [(77, 53, 32, 4096), (130, 41, 16, 4096),
-                                           (64, 150, 32, 40), (33, 201, 16, 64)])
+                                           (64, 150, 32, 40), (33, 201, 16, 64),
+                                           (301, 45, None, 4096)])
 def test_tiled_equals_whole(tmp_path, monkeypatch, h, w, tile, band):
     monkeypatch.setattr(segment, "MAX_BAND_WIDTH", band)
     monkeypatch.setattr(segment, "BATCH_PIXELS", 3000)  # several batches per band

@@ -1,0 +1,157 @@
+"""Benchmark: speed and memory of ``logdigit convert``.
+
+1. A 2,000 x 40,000 px page (a rendered page repeated down the strip): wall time and
+   Mpx/s of the whole ``convert_file`` (read, layout, deskew, segmentation, vectorise,
+   LAS) against the segmentation network alone on the same pixels (bands of the
+   model's tile height, full width, no halo, no post-processing). Target: convert at
+   >= 80 % of the network-alone throughput.
+2. Peak RSS of a whole convert of a 2,000 x 150,000 px 1-bit CCITT G4 TIFF, run in a
+   subprocess and read with ``resource.getrusage(RUSAGE_CHILDREN)``. Target < 2 GB.
+
+Prints a table, writes ``bench/results/convert_speed.json``.
+
+    python bench/convert_speed.py --threads 2            # shipped model
+    python bench/convert_speed.py --model m.onnx --skip-rss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SEED = 901000
+
+
+def strip_page(rows: int, width: int = 2000, binarize: bool = False):
+    """(image uint8 [rows, width], calibration) made by repeating one rendered page."""
+    from logdigit.calibration import Calibration, DepthCalibration
+    from training.synth import render_page
+
+    page = render_page(SEED, 0, height=10000, width=width, header=False, skew_deg=0.0,
+                       binarize=binarize, colour=False)
+    reps = -(-rows // page.image.shape[0])
+    img = np.tile(page.image, (reps, 1))[:rows]
+    if binarize:
+        img = np.where(img < 128, 0, 255).astype(np.uint8)
+    cal = page.calibration
+    cal = Calibration(depth=DepthCalibration(unit=cal.depth.unit, ties=cal.depth.ties),
+                      tracks=cal.tracks)
+    return img, cal
+
+
+def network_alone(seg, img: np.ndarray) -> float:
+    """Seconds the network alone takes over ``img`` in full-width bands of the tile height."""
+    from logdigit.segment import normalise
+
+    s = seg.info.stride
+    h, w = img.shape
+    pw = -(-w // s) * s
+    band = max(seg.tile, (2_000_000 // pw) // s * s)
+    seg.run(np.zeros((1, 1, band, pw), np.float32))       # warm-up
+    total = 0.0
+    for y in range(0, h, band):
+        blk = np.full((band, pw), 255, np.uint8)
+        part = img[y:y + band]
+        blk[:len(part), :w] = part
+        x = normalise(blk, seg.info.input_norm)[None, None]
+        t = time.perf_counter()
+        seg.run(x)
+        total += time.perf_counter() - t
+    return total
+
+
+RSS_CHILD = """
+import sys, resource
+from logdigit.pipeline import convert_file
+res = convert_file(sys.argv[1], sys.argv[2], calibration=sys.argv[3],
+                   model=None if sys.argv[4] == '-' else sys.argv[4],
+                   threads=int(sys.argv[5]) if sys.argv[5] != '-' else None)
+print({k: round(v, 2) for k, v in res.timings.items()})
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rows", type=int, default=40000, help="speed page height")
+    ap.add_argument("--rss-rows", type=int, default=150000, help="memory scan height")
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "convert_speed.json"))
+    args = ap.parse_args(argv)
+
+    import tifffile
+    from PIL import Image
+
+    from logdigit.pipeline import convert_file
+    from logdigit.segment import Segmenter
+
+    seg = Segmenter(args.model, threads=args.threads)
+    result: dict = {"bench": "convert_speed", "model": seg.info.describe(),
+                    "threads": args.threads, "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        img, cal = strip_page(args.rows)
+        h, w = img.shape
+        mpx = h * w / 1e6
+        scan, calp = Path(tmp) / "strip.tif", Path(tmp) / "strip.yaml"
+        tifffile.imwrite(scan, img, compression="zlib")
+        cal.save(calp)
+        t_net = network_alone(seg, img)
+        t0 = time.perf_counter()
+        res = convert_file(scan, Path(tmp) / "strip.las", calibration=calp, segmenter=seg)
+        t_conv = time.perf_counter() - t0
+        result["speed"] = {
+            "shape": [w, h], "mpx": round(mpx, 1),
+            "network_alone_s": round(t_net, 2), "network_mpx_s": round(mpx / t_net, 3),
+            "convert_s": round(t_conv, 2), "convert_mpx_s": round(mpx / t_conv, 3),
+            "convert_vs_network": round(t_net / t_conv, 3),
+            "stages_s": {k: round(v, 2) for k, v in res.timings.items()},
+            "curves": [[m, round(c, 3)] for m, c in res.curves],
+        }
+        print(f"{w} x {h} px ({mpx:.0f} Mpx): network alone {t_net:.1f} s "
+              f"({mpx / t_net:.2f} Mpx/s); convert {t_conv:.1f} s ({mpx / t_conv:.2f} Mpx/s) "
+              f"= {100 * t_net / t_conv:.0f} % of network throughput (target >= 80 %)")
+        print("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
+        del img
+        if not args.skip_rss:
+            big, cal2 = strip_page(args.rss_rows, binarize=True)
+            bscan, bcal = Path(tmp) / "big_g4.tif", Path(tmp) / "big.yaml"
+            Image.fromarray(big > 127).save(bscan, compression="group4")
+            cal2.save(bcal)
+            bh, bw = big.shape
+            del big
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-c", RSS_CHILD, str(bscan), str(Path(tmp) / "big.las"),
+                 str(bcal), args.model or "-", str(args.threads) if args.threads else "-"],
+                capture_output=True, text=True, cwd=str(ROOT))
+            t_big = time.perf_counter() - t0
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            result["memory"] = {
+                "shape": [bw, bh], "file_mb": round(bscan.stat().st_size / 1e6, 1),
+                "peak_rss_mb": round(peak_kb / 1024, 1), "wall_s": round(t_big, 1),
+                "returncode": proc.returncode, "timings": proc.stdout.strip()[-400:],
+                "stderr_tail": proc.stderr.strip()[-400:],
+            }
+            print(f"{bw} x {bh} px 1-bit G4 ({bscan.stat().st_size / 1e6:.1f} MB): peak RSS "
+                  f"{peak_kb / 1024:.0f} MB (target < 2048 MB), {t_big:.0f} s, rc "
+                  f"{proc.returncode}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
