@@ -67,7 +67,7 @@ def pid_segmenter(settings):
     log = os.environ.get("FAKE_SEG_LOG")
     if log:
         with open(log, "a") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()} {settings.threads}\n")
     return {"pid": os.getpid(), "threads": settings.threads}
 
 
@@ -319,7 +319,9 @@ def test_pool_matches_inline_loads_model_once_per_worker_survives_crash(tmp_path
     assert "worker process died" in rows["crash.tif"]["error"]
     pool_tree = _tree(tmp_path / "pool")
     assert pool_tree == _tree(inline)  # same a/ b/ tree, same bytes
-    pids = seg_log.read_text().split()
+    loads = [line.split() for line in seg_log.read_text().splitlines()]
+    pids = [p for p, _ in loads]
+    assert {t for _, t in loads} == {str(B.threads_per_worker(2))}  # workers x threads = cores
     main_pid = str(os.getpid())
     worker_loads = [p for p in pids if p != main_pid]
     # one load per worker process; pools: 2 workers, then one-worker pools isolating the
@@ -436,7 +438,9 @@ def test_dask_local_cluster_matches_local_pool(tmp_path, monkeypatch):
         rep = B.run_batch([tmp_path / "in"], tmp_path / "dask", runner=runner,
                           scheduler=cluster.scheduler_address)
     assert rep.counts == {"done": 4, "failed": 3, "skipped": 0}
-    assert seg_log.read_text().split() == [str(os.getpid())]  # loaded once, by the worker
+    # loaded once, by the worker, with machine cores / worker threads onnxruntime threads
+    assert seg_log.read_text().split() == [str(os.getpid()),
+                                           str(B.threads_per_worker(2, os.cpu_count()))]
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
     rows = _rows(tmp_path / "dask")
     assert rows[bad.relative_to(tmp_path / "in").as_posix()]["status"] == "failed"
