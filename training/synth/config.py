@@ -21,6 +21,7 @@ class RenderConfig:
     metric_prob: float = 0.25                     #: depth in metres (labels every 10/20 m)
     header_prob: float = 0.85                     #: a text header block above the log
     header_rows: tuple[int, int] = (150, 700)     #: header block height when present
+    footer_prob: float = 0.3                      #: the scale band repeated below the log
     stretch_max: float = 0.015                    #: |vertical scan stretch| (fraction)
     # -- tracks and grids ----------------------------------------------------
     n_tracks: tuple[int, int] = (1, 4)

@@ -290,8 +290,9 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             tracks.append(TrackSpec(x0, x1, "linear", minor_div=minor_div))
 
     # -- curves ---------------------------------------------------------------
-    body_top = header_rows + (int(rng.integers(40, 90)) if has_header else int(rng.integers(0, 30)))
-    body_bottom = H - int(rng.integers(0, 40))
+    body_top = header_rows + (int(rng.integers(50, 150)) if has_header else int(rng.integers(0, 30)))
+    footer = bool(rng.random() < cfg.footer_prob) and H > 1500
+    body_bottom = H - int(rng.integers(0, 40)) - (int(rng.integers(70, 160)) if footer else 0)
     depth_top = float(rng.integers(5, 1500)) * (10.0 if not metric else 2.0)
     depth_top += rng.uniform(0, label_step)     # the page starts anywhere
     top_ft = depth_top * (FT_PER_M if metric else 1.0)
@@ -367,21 +368,11 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
                 header_lines.append((margin_l, u + 6, W - margin_r, u + 6, 1))
         header_lines.append((margin_l, header_rows, W - margin_r, header_rows, 2))
     legend, labels = [], []
-    if has_header:
-        # track header band: curve names, scale values and a line sample per curve
-        for t, tr in enumerate(tracks):
-            nc = len(tr.curves)
-            band = body_top - header_rows
-            for j, ci in enumerate(tr.curves):
-                c = curves[ci]
-                uu = header_rows + int((j + 1) * band / (nc + 1))
-                legend.append((ci, tr.x0 + 4, tr.x1 - 4, uu))
-                sc = 0.35 + 0.1 * rng.random()
-                labels.append((f"{_fmt(c.left)}", tr.x0 + 3, uu - 3, sc, 1))
-                rt = f"{_fmt(c.right)}"
-                labels.append((rt, tr.x1 - 3 - int(len(rt) * 20 * sc), uu - 3, sc, 1))
-                nm = f"{c.mnemonic} ({c.unit})"
-                labels.append((nm, (tr.x0 + tr.x1) // 2 - int(len(nm) * 10 * sc), uu - 3, sc, 1))
+    if has_header:   # track header band: curve names, scale values and a line sample per curve
+        _scale_band(rng, tracks, curves, header_rows, body_top, legend, labels, header_lines, W, margin_l, margin_r)
+    if footer:       # the same band repeated below the log
+        _scale_band(rng, tracks, curves, body_bottom + 6, H - 4, legend, labels, header_lines, W, margin_l,
+                    margin_r)
     # curve names repeated inside the tracks
     step = _uniform_int(rng, cfg.label_every_px)
     u = body_top + int(rng.integers(100, 600))
@@ -449,6 +440,26 @@ def _add_leaders(spec: PageSpec, rng: np.random.Generator) -> None:
             v0 = min(tr.x1 - 2, v1 + length)
             spec.labels.append((text, v0 + 4, u + int(7 * sc), sc, 1))
         spec.leaders.append((v0, u, v1, u, bool(rng.random() < 0.5), int(rng.integers(1, 3))))
+
+
+def _scale_band(rng, tracks, curves, top: int, bottom: int, legend: list, labels: list, rules: list,
+                W: int, margin_l: int, margin_r: int) -> None:
+    """Legend band between rows ``top`` and ``bottom``: per curve a line sample in its
+    style with the scale's left / right values and the curve's name and unit."""
+    band = bottom - top
+    rules.append((margin_l, bottom, W - margin_r, bottom, 2))
+    for tr in tracks:
+        nc = len(tr.curves)
+        for j, ci in enumerate(tr.curves):
+            c = curves[ci]
+            uu = top + int((j + 1) * band / (nc + 1))
+            legend.append((ci, tr.x0 + 4, tr.x1 - 4, uu))
+            sc = 0.35 + 0.1 * rng.random()
+            labels.append((f"{_fmt(c.left)}", tr.x0 + 3, uu - 3, sc, 1))
+            rt = f"{_fmt(c.right)}"
+            labels.append((rt, tr.x1 - 3 - int(len(rt) * 20 * sc), uu - 3, sc, 1))
+            nm = f"{c.mnemonic} ({c.unit})"
+            labels.append((nm, (tr.x0 + tr.x1) // 2 - int(len(nm) * 10 * sc), uu - 3, sc, 1))
 
 
 def _fmt(v: float) -> str:
