@@ -707,6 +707,7 @@ class Planned:
     settings_sha256: str = ""
     attempts: int = 0
     restat: tuple[int, int] | None = None  # (size, mtime_ns) to store for a touched file
+    conflict: str | None = None  # its output name is another input's: fail with this
 
 
 def _calibration_for(scan: str, template: str | None) -> str | None:
@@ -736,6 +737,8 @@ def plan_jobs(jobs: list[Job], rows: dict[str, sqlite3.Row], out_dir: Path, temp
                 cal_cache[p] = None
         return cal_cache[p]
 
+    # outputs recorded for other inputs (an earlier run with other inputs, same OUT_DIR)
+    owners = {r["out_stem"].lower(): r for r in rows.values() if json.loads(r["outputs"] or "[]")}
     plans = []
     for job in jobs:
         cal = None if job.missing else _calibration_for(job.key, template)
@@ -752,6 +755,12 @@ def plan_jobs(jobs: list[Job], rows: dict[str, sqlite3.Row], out_dir: Path, temp
                     pl.why = "retrying failure"
                 else:
                     pl.action, pl.why = "skip", "failed earlier (use --retry-failed)"
+        owner = owners.get(job.out_stem.lower())
+        if pl.action == "convert" and owner is not None and owner["key"] != job.key:
+            pl.why = "output belongs to another input"
+            pl.conflict = (f"output name {job.out_stem!r} is already used by {owner['key']} "
+                           "(an earlier run into this folder): use another -o, or give all "
+                           "inputs in one run so that their names are made unique")
         plans.append(pl)
     return plans
 
@@ -1213,7 +1222,7 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
     rows = manifest.rows()
     report.failures += [(p.job.rel, rows[p.job.key]["error"] or "") for p in skipped
                         if p.why != "done and unchanged"]
-    n_tasks = sum(not p.job.missing for p in to_do)
+    n_tasks = sum(not (p.job.missing or p.conflict) for p in to_do)
     if scheduler is None:
         workers = min(workers, n_tasks) if workers else 0
         if s.threads is None:  # workers x threads = cores
@@ -1251,11 +1260,14 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
             bar.update(1)
             bar.set_postfix(failed=report.counts["failed"], refresh=False)
 
-    missing = [p for p in to_do if p.job.missing]
-    for p in missing:
-        on_result({**_crash_result(p.job.key, p.job.missing), "error_type": "FileNotFoundError"})
+    for p in to_do:  # failures known before converting
+        if p.job.missing:
+            on_result({**_crash_result(p.job.key, p.job.missing),
+                       "error_type": "FileNotFoundError"})
+        elif p.conflict:
+            on_result({**_crash_result(p.job.key, p.conflict), "error_type": "OutputConflict"})
     tasks = [{"key": p.job.key, "out_dir": os.fspath(out_dir), "out_stem": p.job.out_stem,
-              "calibration": p.calibration} for p in to_do if not p.job.missing]
+              "calibration": p.calibration} for p in to_do if not (p.job.missing or p.conflict)]
     state = "finished"
     try:
         if not tasks:

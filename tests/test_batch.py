@@ -218,6 +218,23 @@ def test_rerun_skips_redoes_changed_and_retries_only_on_request(tmp_path):
     assert _rows(out)["bad_in/notes.tif"]["attempts"] == 4  # conversions of it so far
 
 
+def test_another_run_never_overwrites_outputs_of_other_inputs(tmp_path):
+    _tiff(tmp_path / "A" / "x.tif", 1)
+    _tiff(tmp_path / "B" / "x.tif", 2)
+    _tiff(tmp_path / "B" / "y.tif", 3)
+    out = tmp_path / "out"
+    B.run_batch([tmp_path / "A"], out, workers=0, runner=FAKE)
+    first = (out / "x.las").read_bytes()
+    rep = B.run_batch([tmp_path / "B"], out, workers=0, runner=FAKE)
+    assert rep.counts == {"done": 1, "failed": 1, "skipped": 0}
+    assert (out / "x.las").read_bytes() == first and (out / "y.las").exists()
+    row = {r["key"]: r for r in _rows(out).values()}[str(tmp_path / "B" / "x.tif")]
+    assert row["error_type"] == "OutputConflict" and str(tmp_path / "A" / "x.tif") in row["error"]
+    # both folders in one run: names made unique by the common root
+    rep = B.run_batch([tmp_path / "A", tmp_path / "B"], tmp_path / "out2", workers=0, runner=FAKE)
+    assert rep.ok and sorted(_tree(tmp_path / "out2")) == ["A/x.las", "B/x.las", "B/y.las"]
+
+
 def test_dry_run_plans_without_writing(tmp_path):
     scans = _archive(tmp_path / "in", 3)
     out = tmp_path / "out"
