@@ -83,7 +83,6 @@ def real_scans(k: int, tmp: Path, settings: B.ConvertSettings) -> dict:
     folder = ROOT.parent / "shared" / "real_scans"
     if not folder.is_dir():
         return {"skipped": f"{folder} not found"}
-    from logdigit.io import read_scan  # noqa: F401  (fails early if io is missing)
     import tifffile
 
     sizes = []

@@ -7,9 +7,10 @@ The pieces, each usable on its own:
   input tree under the output folder.
 * :class:`Manifest` is the SQLite file ``OUT_DIR/manifest.sqlite``: one row per
   input (key = absolute input path) with its content hash, status, outputs,
-  per-curve coverage, timings and error. Every finished scan is committed in its
-  own transaction (``synchronous=FULL``), so a kill at any moment loses nothing
-  that was recorded and a rerun cannot record an input twice.
+  per-curve coverage, timings and error. Finished scans are group-committed
+  within 0.5 s (``synchronous=FULL``): a kill at any moment loses at most that
+  window of records (those scans are converted again), never a recorded one,
+  and a rerun cannot record an input twice.
 * :func:`run_task` converts one scan (all its pages) in a worker; it never raises
   for a bad input but returns a failed result with the message.
 * :func:`run_batch` plans (skip / redo / retry), runs the tasks on a local
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import fnmatch
 import glob
 import hashlib
 import io
