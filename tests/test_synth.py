@@ -78,12 +78,12 @@ def test_style_rates_and_class_pixels():
             n += 1
     for s in CURVE_STYLES:          # equal style_weights: each style ~ 1/4 of the curves
         assert abs(counts[s] / n - 0.25) < 0.07, counts
-    pix = np.zeros(NUM_CLASSES)
-    for i in range(0, 48, 3):
-        pix += np.bincount(render_tile(0, i, size=192)["mask"].ravel(), minlength=NUM_CLASSES)
-    frac = pix / pix.sum()
-    assert 0.005 < frac[1:].sum() < 0.3, frac
-    assert np.all(pix[1:] > 0), pix
+    pix = np.zeros((16, NUM_CLASSES))
+    for j, i in enumerate(range(0, 48, 3)):
+        pix[j] = np.bincount(render_tile(0, i, size=192)["mask"].ravel(), minlength=NUM_CLASSES)
+    frac = pix.sum(0) / pix.sum()
+    assert 0.005 < frac[1:].sum() < 0.3, frac          # curves are thin: a few % of the pixels
+    assert np.all((pix[:, 1:] > 0).mean(0) >= 0.25), (pix > 0).mean(0)   # each class in many tiles
 
 
 def test_style_weights_respected():
@@ -166,9 +166,10 @@ def test_overrides_and_truth_shapes():
         render_page(3, 1, bogus=1)
 
 
-def test_tile_is_window_of_page():
-    """A tile is exactly the page's window (geometry: mask, instance, clean)."""
-    ov = dict(height=1600, width=1100, skew_deg=0.0)
+@pytest.mark.parametrize("skew", [0.0, 0.6])
+def test_tile_is_window_of_page(skew):
+    """A tile is the page's window (geometry exactly: mask, instance; clean render)."""
+    ov = dict(height=1600, width=1100, skew_deg=skew)
     for idx in (0, 5, 13, 22):
         t = render_tile(4, idx, size=256, tiles_per_page=8, **ov)
         p = render_page(4, idx // 8, **ov)
@@ -176,7 +177,10 @@ def test_tile_is_window_of_page():
         win = (slice(y0, y0 + 256), slice(x0, x0 + 256))
         np.testing.assert_array_equal(t["mask"], p.mask[win])
         np.testing.assert_array_equal(t["instance"], p.instance[win])
-        np.testing.assert_array_equal(t["clean"], p.clean[win])
+        if skew == 0.0:
+            np.testing.assert_array_equal(t["clean"], p.clean[win])
+        else:   # nearest-neighbour warp of a differently cut region: a pixel or two may differ
+            assert np.mean(t["clean"] != p.clean[win]) < 1e-4
 
 
 @pytest.mark.parametrize("binarize", [True, False])
