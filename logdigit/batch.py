@@ -1229,8 +1229,12 @@ def _execute(jobs, manifest, runner, report, out_dir, template, workers, schedul
             s = dataclasses.replace(s, threads=threads_per_worker(max(1, workers)))
             runner = dataclasses.replace(runner, settings=s)
         if n_tasks and runner.make_segmenter is not None:
-            # fail fast on a bad model, before any worker starts; the workers load their own
-            runner.make_segmenter(s)
+            # fail fast on a bad model before any worker starts (workers load their own;
+            # inline, this one is cached and used)
+            if workers == 0:
+                worker_segmenter(runner)
+            else:
+                runner.make_segmenter(s)
     run_id = report.run_id = manifest.start_run(argv, None if scheduler is None else str(scheduler),
                                                 0 if scheduler else workers)
     manifest.mark_skipped(run_id, skipped)
