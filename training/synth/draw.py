@@ -109,6 +109,9 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             c0 = x - va - spec.border_width // 2
             _fill(cv, spec, top, bot, c0, c0 + spec.border_width, g_border)
     # horizontal lines: depth multiples of the minor spacing
+    gh = spec.ink.get("grid_h", 1.0)
+    g_minor = _dark_colour(spec, spec.ink["grid"] * gh, grid_rgb)
+    g_major = _dark_colour(spec, spec.ink["grid_major"] * (0.5 + 0.5 * gh), grid_rgb)
     minor, mid, heavy = spec.hgrid
     d0 = float(spec.depth_of_u(ua - 4))
     d1 = float(spec.depth_of_u(ua + h + 4))

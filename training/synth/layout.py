@@ -246,10 +246,13 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
     if heavy < mid:
         heavy = label_step
     hgrid = (minor, mid if mid > minor else minor, heavy)
-    thin = 1 if rng.random() < 0.8 else 2
+    # pen scale: printed line weights in pixels grow with the scan resolution
+    prng = rng_for(seed, page_id, 4)     # own stream: line weights never reshuffle the layout
+    pen = int(prng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
+    thin = max(1, pen - int(rng.random() < 0.5))
     hgrid_width = (thin, thin + int(rng.random() < 0.6), thin + 1 + int(rng.random() < 0.5))
-    vgrid_width = (1, 1 + int(rng.random() < 0.35))
-    border_width = int(rng.integers(1, 4))
+    vgrid_width = (thin, thin + int(rng.random() < 0.35))
+    border_width = min(5, int(rng.integers(1, 4)) + pen - 1)
 
     # -- depth track and tracks -------------------------------------------------
     label_px = int(rng.integers(12, 30))
@@ -338,7 +341,8 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             if "line_width" in ov:
                 width = int(ov["line_width"])
             else:
-                width = int(min(lw_hi, lw_lo + np.floor(erng.exponential(0.9))))
+                width = int(np.clip(pen + np.floor(prng.exponential(0.6)) - int(prng.random() < 0.3),
+                                    lw_lo, lw_hi))
             cname = None
             rgb = (20, 20, 20)
             if colour:
@@ -391,6 +395,8 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
     g = float(rng.uniform(0.35, 1.0))
     ink = {
         "grid": g, "grid_major": min(1.0, g + rng.uniform(0.0, 0.4)),
+        "grid_h": float(rng.uniform(0.4, 0.9) if binarize else rng.uniform(0.6, 1.0)),  # horizontal lines
+                                                   # print / scan fainter than vertical ones
         "text": float(rng.uniform(0.75, 1.0)), "curve": float(rng.uniform(0.8, 1.0)),
         "grid_rgb": GRID_COLOURS[int(rng.integers(0, len(GRID_COLOURS)))] if colour else None,
         "minor_dash": None,
@@ -542,7 +548,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         # 1-bit archives: the scanner thresholds a sharp optical image, thin lines survive
         "blur": float(rng.uniform(*cfg.blur_sigma)) * (0.55 if binarize else 1.0),
         "noise": float(rng.uniform(*cfg.noise_sigma)) * (0.6 if binarize else 1.0),
-        "speckle": float(rng.uniform(0.0002, 0.004)) if rng.random() < cfg.speckle_prob else 0.0,
+        "speckle": float(rng.uniform(0.00005, 0.0008)) if rng.random() < cfg.speckle_prob else 0.0,
         "jpeg": int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         if (rng.random() < cfg.jpeg_prob and not binarize) else 0,
         "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
