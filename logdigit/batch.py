@@ -335,6 +335,8 @@ class ConvertSettings:
 
     ``threads`` = onnxruntime threads per worker (None: cores / concurrent tasks).
     ``page`` = the one page to convert (None: every page).
+    ``timeout`` = seconds one scan may take before it is recorded as failed (None:
+    no limit; local workers only, not Dask worker threads).
     """
 
     model: str | None = None
@@ -344,9 +346,10 @@ class ConvertSettings:
     step: float | None = None
     qc: bool = False
     page: int | None = None
+    timeout: float | None = None
 
     def fingerprint(self, model_sha: str | None) -> str:
-        """Hash of everything that changes the outputs (not threads/device)."""
+        """Hash of everything that changes the outputs (not threads/device/timeout)."""
         d = {"model_sha256": model_sha, "fmt": self.fmt, "step": self.step,
              "qc": self.qc, "page": self.page}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
@@ -433,6 +436,8 @@ def describe_error(e: BaseException) -> tuple[str, str]:
     message; common OS errors in words; anything else as ``Type: message``."""
     if isinstance(e, LogdigitError):
         return e.message, type(e).__name__
+    if isinstance(e, ScanTimeout):
+        return str(e), "ScanTimeout"
     if isinstance(e, FileNotFoundError):
         return f"file not found: {e.strerror}", "FileNotFoundError"
     if isinstance(e, PermissionError):
@@ -467,6 +472,35 @@ def _convert_page(task: dict, runner: Runner, settings: ConvertSettings, segment
     return part, {k: float(v) for k, v in (_attr(res, "timings", None) or {}).items()}
 
 
+class ScanTimeout(BaseException):
+    """A scan took longer than ``--timeout`` (a BaseException, so that the per-page
+    ``except Exception`` does not swallow it and go on with the next page)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`ScanTimeout` in this thread after ``seconds`` (SIGALRM: the main
+    thread of a process only; elsewhere, or with None, no limit). Python code is
+    interrupted between bytecodes, so a long native call (one inference band)
+    finishes first."""
+    if not seconds or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise ScanTimeout(f"took longer than the {seconds:g} s --timeout: a huge or "
+                          "pathological scan; convert it alone, or raise --timeout")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def run_task(task: dict, runner: Runner) -> dict:
     """Convert one scan, all its pages (or ``settings.page``); never raises for bad input.
 
@@ -488,7 +522,6 @@ def run_task(task: dict, runner: Runner) -> dict:
         warnings, timings (stage -> s, summed over pages), error, error_type, host, pid``.
     """
     t0 = time.perf_counter()
-    scan = Path(task["key"])
     result: dict[str, Any] = {
         "key": task["key"], "status": "failed", "sha256": None, "size": None,
         "mtime_ns": None, "pages": 0, "outputs": [], "page_outputs": [], "curves": [],
@@ -498,28 +531,9 @@ def run_task(task: dict, runner: Runner) -> dict:
     timings: dict[str, float] = {}
     errors: list[tuple[int | None, str, str]] = []
     try:
-        st = os.stat(scan)
-        result["size"], result["mtime_ns"] = st.st_size, st.st_mtime_ns
-        t = time.perf_counter()
-        result["sha256"] = sha256_file(scan)
-        timings["hash"] = time.perf_counter() - t
-        segmenter = worker_segmenter(runner)
-        settings = _worker_threads(runner.settings)
-        n_pages = count_pages(scan)
-        pages: list[int | None] = ([settings.page] if settings.page is not None else
-                                   list(range(n_pages)) if n_pages > 1 else [None])
-        for page in pages:
-            try:
-                part, tm = _convert_page(task, runner, settings, segmenter, page, n_pages)
-            except Exception as e:  # noqa: BLE001 - an archive may hold anything
-                errors.append((page, *describe_error(e)))
-                continue
-            for k in ("outputs", "page_outputs", "curves", "warnings"):
-                result[k] += part[k]
-            for k, v in tm.items():
-                timings[k] = timings.get(k, 0.0) + v
-            result["pages"] += 1
-    except Exception as e:  # noqa: BLE001
+        with _time_limit(runner.settings.timeout):
+            _run_pages(task, runner, result, timings, errors)
+    except (Exception, ScanTimeout) as e:  # noqa: BLE001 - outside the pages, or time out
         errors.append((None, *describe_error(e)))
     if errors:
         result["error"] = "; ".join(msg if page is None else f"page {page}: {msg}"
@@ -530,6 +544,34 @@ def run_task(task: dict, runner: Runner) -> dict:
     timings["wall"] = time.perf_counter() - t0
     result["timings"] = {k: round(v, 6) for k, v in timings.items()}
     return result
+
+
+def _run_pages(task: dict, runner: Runner, result: dict, timings: dict[str, float],
+               errors: list) -> None:
+    """The pages of one scan, into ``result`` / ``timings`` / ``errors``: a bad page is
+    recorded and the next one tried."""
+    scan = Path(task["key"])
+    st = os.stat(scan)
+    result["size"], result["mtime_ns"] = st.st_size, st.st_mtime_ns
+    t = time.perf_counter()
+    result["sha256"] = sha256_file(scan)
+    timings["hash"] = time.perf_counter() - t
+    segmenter = worker_segmenter(runner)
+    settings = _worker_threads(runner.settings)
+    n_pages = count_pages(scan)
+    pages: list[int | None] = ([settings.page] if settings.page is not None else
+                               list(range(n_pages)) if n_pages > 1 else [None])
+    for page in pages:
+        try:
+            part, tm = _convert_page(task, runner, settings, segmenter, page, n_pages)
+        except Exception as e:  # noqa: BLE001 - an archive may hold anything
+            errors.append((page, *describe_error(e)))
+            continue
+        for k in ("outputs", "page_outputs", "curves", "warnings"):
+            result[k] += part[k]
+        for k, v in tm.items():
+            timings[k] = timings.get(k, 0.0) + v
+        result["pages"] += 1
 
 
 # ---------------------------------------------------------------------------

@@ -62,6 +62,13 @@ def fail_page_1(scan, out, *, page=None, **kwargs):
     return fake_convert(scan, out, page=page, **kwargs)
 
 
+def slow_for_b(scan, out, **kwargs):
+    """Hangs (in Python, interruptible) on scans in folder b/."""
+    if Path(scan).parent.name == "b":
+        time.sleep(30)
+    return fake_convert(scan, out, **kwargs)
+
+
 def pid_segmenter(settings):
     """A 'model' that records which process loaded it (to count loads per worker)."""
     log = os.environ.get("FAKE_SEG_LOG")
@@ -300,6 +307,18 @@ def test_a_bad_page_does_not_stop_the_other_pages(tmp_path):
         index = [(r["page"], r["output"], r["mnemonic"], r["status"]) for r in csv.DictReader(f)]
     assert index == [("0", "m_p0.las", "GR", "failed"), ("0", "m_p0.las", "ILD", "failed"),
                      ("2", "m_p2.las", "GR", "failed"), ("2", "m_p2.las", "ILD", "failed")]
+
+
+@pytest.mark.parametrize("workers", [0, 1])  # in this process, in a pool worker
+def test_timeout_fails_the_slow_scan_only(tmp_path, workers):
+    _archive(tmp_path / "in", 2)
+    runner = B.Runner(settings=B.ConvertSettings(timeout=0.3), convert=slow_for_b,
+                      make_segmenter=None)
+    rep = B.run_batch([tmp_path / "in"], tmp_path / "out", workers=workers, runner=runner)
+    assert rep.counts == {"done": 1, "failed": 1, "skipped": 0}
+    row = _rows(tmp_path / "out")["b/000.tif"]
+    assert row["error_type"] == "ScanTimeout" and "0.3 s --timeout" in row["error"]
+    assert not (tmp_path / "out" / "b" / "000.las").exists()
 
 
 def test_stale_temps_removed_and_out_dir_locked(tmp_path):

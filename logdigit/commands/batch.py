@@ -37,11 +37,14 @@ from ..batch import FORMAT_EXTENSIONS, ConvertSettings, run_batch
               help="Convert only this page of multi-page files (default: every page).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="onnxruntime device (cuda needs the gpu extra).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Record a scan as failed when it takes longer "
+                                      "(local workers; default: no limit).")
 @click.option("--dry-run", is_flag=True,
               help="Only say what would be converted or skipped, and why.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary only.")
 def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_failed, rehash,
-          model, fmt, step, page, device, dry_run, quiet):
+          model, fmt, step, page, device, timeout, dry_run, quiet):
     """Convert folders, globs or list files of scans into OUT_DIR.
 
     Per scan the calibration is its sidecar YAML (scan.yaml beside scan.tif), else
@@ -49,7 +52,7 @@ def batch(inputs, out_dir, template, workers, threads, scheduler, qc, retry_fail
     unchanged. Exits 1 if any scan failed (see the summary and OUT_DIR/index.csv).
     """
     settings = ConvertSettings(model=model, device=device, threads=threads, fmt=fmt, step=step,
-                               qc=qc, page=page)
+                               qc=qc, page=page, timeout=timeout)
     progress = not quiet and sys.stderr.isatty()
     # a queue's walltime SIGTERM ends the run like Ctrl-C: manifest closed, summary printed
     old = signal.signal(signal.SIGTERM, _interrupt)
