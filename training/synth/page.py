@@ -27,6 +27,7 @@ from .layout import PageSpec, RowModel, build_model, frac_at_depth, rng_for, sam
 
 TASKS = ("binary", "multiclass")
 PAD = 8  #: px drawn around a window beyond its edges (then cut off)
+BAND_PIXELS = 4_000_000  #: whole pages are rendered in bands of about this many pixels
 
 
 @dataclass
@@ -169,6 +170,31 @@ def render_window(spec: PageSpec, model: RowModel, y0: int, x0: int, h: int, w: 
     return {"image": image, "clean": 255 - clean, "mask": mask, "instance": inst}
 
 
+def render_bands(spec: PageSpec, model: RowModel, band_pixels: int = BAND_PIXELS) -> dict[str, np.ndarray]:
+    """The whole page, rendered as horizontal bands of about ``band_pixels`` each
+    (memory bounded by the band, not the page height).
+
+    Each band is a window with a 16-row margin above and below (cut off), so
+    masks, instances and the clean render equal a one-piece render exactly and
+    the scan (blur, noise) agrees except for JPEG blocks near band seams.
+    """
+    H, W = spec.height, spec.width
+    if H * W <= band_pixels:
+        return render_window(spec, model, 0, 0, H, W)
+    band = max(256, (band_pixels // W) // 16 * 16)
+    margin = 16
+    outs: dict[str, np.ndarray] = {}
+    for b0 in range(0, H, band):
+        b1 = min(H, b0 + band)
+        a0, a1 = max(0, b0 - margin), min(H, b1 + margin)
+        r = render_window(spec, model, a0, 0, a1 - a0, W)
+        if not outs:
+            outs = {k: np.empty((H,) + v.shape[1:], v.dtype) for k, v in r.items()}
+        for k, v in r.items():
+            outs[k][b0:b1] = v[b0 - a0:b1 - a0]
+    return outs
+
+
 # ---------------------------------------------------------------------------
 # truth and calibration
 # ---------------------------------------------------------------------------
@@ -274,7 +300,7 @@ def render_page(seed: int, index: int, cfg: RenderConfig | None = None, **overri
     """
     cfg = cfg or RenderConfig()
     spec, model = page_model(seed, index, cfg, overrides)
-    out = render_window(spec, model, 0, 0, spec.height, spec.width)
+    out = render_bands(spec, model)
     truth = make_truth(spec)
     return Page(image=out["image"], mask=out["mask"], instance=out["instance"], clean=out["clean"],
                 truth=truth, calibration=make_calibration(spec, truth), meta=_meta(spec))

@@ -42,9 +42,8 @@ def window(name: str, off: tuple[int, int], y: int, x: int, h: int, w: int) -> n
     yy, xx = (y + off[0]) % T, (x + off[1]) % T
     if h <= T and w <= T:
         return tex[yy:yy + h, xx:xx + w]
-    rows = np.arange(yy, yy + h) % T
-    cols = np.arange(xx, xx + w) % T
-    return tex[:T, :T][np.ix_(rows, cols)]
+    reps = (-(-(yy + h) // T), -(-(xx + w) // T))
+    return np.tile(tex[:T, :T], reps)[yy:yy + h, xx:xx + w]
 
 
 def hole_field(off: tuple[int, int], y: int, x: int, h: int, w: int, amount: float) -> np.ndarray:
