@@ -171,7 +171,8 @@ def test_convert_file_api_reuses_segmenter(tmp_path, model):
     seg = Segmenter(model, threads=1)
     cal = _cal(tmp_path / "c.yaml")
     results = [convert_file(_scan(tmp_path / f"s{i}.png"), tmp_path / f"s{i}.las",
-                            calibration=cal, segmenter=seg, qc_path=tmp_path / f"q{i}.png")
+                            calibration=cal, segmenter=seg, qc_path=tmp_path / f"q{i}.png",
+                            progress=bool(i))
                for i in range(2)]
     for i, res in enumerate(results):
         assert res.calibrated and res.outputs == [tmp_path / f"s{i}.las", tmp_path / f"q{i}.png"]

@@ -147,3 +147,54 @@ def test_digitise_true_masks(skew):
         assert np.median(errs) < 0.5, style           # % of track width
         assert np.percentile(errs, 95) < 3.0, style
         assert min(c for s, _, c, _ in scores if s == style) > 0.97, style
+
+
+def _two_crossing(h=1200, w=300):
+    rows = np.arange(h)
+    a = 150 + 110 * np.sin(rows / 150.0)
+    b = 150 - 110 * np.sin(rows / 150.0)
+    return rows, a, b
+
+
+def _cal_two(colours, style="solid"):
+    from logdigit.calibration import calibration_from_dict
+    return calibration_from_dict({
+        "depth": {"unit": "M", "ties": [{"row": 0, "depth": 100.0}, {"row": 1000, "depth": 200.0}]},
+        "tracks": [{"x": [0, 300], "curves": [
+            {"style": style, "mnemonic": "AAA", "left": 0, "right": 1, "color": colours[0]},
+            {"style": style, "mnemonic": "BBB", "left": 0, "right": 1, "color": colours[1]}]}]})
+
+
+def test_same_style_split_by_colour():
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 1200, 301
+    rows, a, b = _two_crossing(h)
+    m = _draw(h, w, a)
+    _draw(h, w, b, out=m)
+    rgb = np.full((h, w, 3), 255, np.uint8)
+    _draw(h, w, a, out=rgb, cls=(220, 30, 30))       # AAA red
+    _draw(h, w, b, out=rgb, cls=(30, 60, 220))       # BBB blue, drawn last
+    dig = digitise(m, _cal_two(["red", "blue"]), Layout(shape=(h, w)), rgb=rgb, step=0.1)
+    got = {c.mnemonic: c.values for c in dig.table.curves}
+    depth = dig.table.depth
+    far = np.abs(np.interp(depth, 100 + rows * 0.1, a - b)) > 12
+    for name, truth in (("AAA", a), ("BBB", b)):
+        t = np.interp(depth, 100 + rows * 0.1, truth / 300.0)
+        err = np.abs(got[name] - t)[far & np.isfinite(got[name])]
+        assert np.median(err) < 0.005 and np.isfinite(got[name]).mean() > 0.9, name
+    assert not any("without colours" in w_ for w_ in dig.warnings)
+
+
+def test_binary_model_uncalibrated_names():
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 600, 200
+    rows = np.arange(h)
+    m = _draw(h, w, 100 + 60 * np.sin(rows / 80.0))
+    dig = digitise(m, None, Layout(shape=(h, w), tracks=[(10, 190)], log_bottom=h), binary=True)
+    assert [c.mnemonic for c in dig.table.curves] == ["T1_CURVE"]
+    assert dig.table.depth_unit == "PX" and dig.table.step == 1.0
+    assert any("UNCALIBRATED" in n for n in dig.table.notes)
