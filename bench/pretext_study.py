@@ -201,7 +201,8 @@ def pretrain(grid: Grid, pretext: str, budget: int, pool: MemoryPages, work: Pat
             "first": recs[0] if recs else None, "last": recs[-1] if recs else None}
 
 
-def finetune_cfg(grid: Grid, init: str, ckpt: str | None, fraction: float, out: Path):
+def finetune_cfg(grid: Grid, init: str, ckpt: str | None, fraction: float, out: Path,
+                 seed: int = 0):
     """The fine-tuning config of one study run (same data, network and steps for all)."""
     from training.finetune import FinetuneConfig
 
@@ -217,7 +218,7 @@ def finetune_cfg(grid: Grid, init: str, ckpt: str | None, fraction: float, out: 
     return dataclasses.replace(
         cfg, steps=grid.finetune_steps, batch_size=grid.finetune_batch, val_batch_size=16,
         num_workers=grid.workers, train_fraction=fraction, out_dir=str(out), device=grid.device,
-        amp=grid.device != "cpu", seed=0, threads=grid.threads, val_every=grid.finetune_steps,
+        amp=grid.device != "cpu", seed=seed, threads=grid.threads, val_every=grid.finetune_steps,
         ckpt_every_minutes=30.0, log_every=max(1, grid.finetune_steps // 10), resume=True,
         init=ckpt, init_parts=INIT_PARTS.get(init, ["encoder", "decoder"]))
 
@@ -241,20 +242,21 @@ def prebuild_tiles(grid: Grid, work: Path) -> None:
 
 
 def finetune(grid: Grid, init: str, budget: int | None, fraction: float, ckpt: str | None,
-             work: Path) -> dict:
+             work: Path, seed: int = 0) -> dict:
     """One fine-tuning run; returns the record written to the JSON."""
     from training import finetune as ft
 
-    name = f"{init.replace('+', '_')}_{budget or 0}_{fraction:g}"
+    name = f"{init.replace('+', '_')}_{budget or 0}_{fraction:g}" + (f"_s{seed}" if seed else "")
     out = work / "finetune" / name
-    cfg = finetune_cfg(grid, init, ckpt, fraction, out)
+    cfg = finetune_cfg(grid, init, ckpt, fraction, out, seed)
     t0 = time.time()
     res = ft.run(cfg, quiet=True)
     s = res["last_val"] or {}
     pc = s.get("per_class", {})
     n_train = len(ft.train_indices(grid.label_pool, fraction))
     rec = {
-        "init": init, "pretrain_budget": budget, "label_fraction": fraction, "label_tiles": n_train,
+        "init": init, "pretrain_budget": budget, "label_fraction": fraction, "seed": seed,
+        "label_tiles": n_train,
         "mean_curve_iou": s.get("mean_curve_iou"), "binary_curve_iou": s.get("binary_curve_iou"),
         "mean_curve_f1_tol1": s.get("mean_curve_f1_tol1"),
         "mean_curve_f1_tol2": s.get("mean_curve_f1_tol2"),
@@ -268,41 +270,69 @@ def finetune(grid: Grid, init: str, budget: int | None, fraction: float, ckpt: s
 
 
 def run_key(r: dict) -> tuple:
-    return (r["init"], r["pretrain_budget"], r["label_fraction"])
+    return (r["init"], r["pretrain_budget"], r["label_fraction"], r.get("seed", 0))
 
 
-def plan(grid: Grid) -> list[tuple[str, int | None, float]]:
-    """Every fine-tuning run: (init, pretraining budget or None, label fraction), cheapest
-    and most informative first (the small label budgets of every init before 100 %)."""
+METRICS = ("mean_curve_iou", "mean_curve_f1_tol2", "binary_curve_iou")
+
+
+def aggregate(runs: list[dict]) -> dict[tuple, dict]:
+    """(init, budget, fraction) -> mean of each metric over fine-tuning seeds, with
+    ``n`` (seeds) and ``<metric>_range`` (min, max)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(run_key(r)[:3], []).append(r)
+    out = {}
+    for k, rs in groups.items():
+        a = {"n": len(rs), "seeds": sorted(r.get("seed", 0) for r in rs)}
+        for m in METRICS:
+            vals = [r[m] for r in rs if r.get(m) is not None]
+            a[m] = float(np.mean(vals)) if vals else None
+            a[f"{m}_range"] = [min(vals), max(vals)] if vals else None
+        out[k] = a
+    return out
+
+
+def plan(grid: Grid, seeds: tuple[int, ...] = (0,),
+         fractions: tuple[float, ...] | None = None) -> list[tuple[str, int | None, float, int]]:
+    """Every fine-tuning run: (init, pretraining budget or None, label fraction, seed),
+    the small label budgets of every init first, then 100 %; seed after seed."""
     runs = []
-    for frac in grid.label_fractions:
-        runs.append(("random", None, frac))
-        for budget in grid.pretrain_budgets:
-            for init in INITS[1:]:
-                runs.append((init, budget, frac))
+    for seed in seeds:
+        for frac in fractions or grid.label_fractions:
+            runs.append(("random", None, frac, seed))
+            for budget in grid.pretrain_budgets:
+                for init in INITS[1:]:
+                    runs.append((init, budget, frac, seed))
     return runs
 
 
 def summary_table(runs: list[dict], grid: Grid) -> list[str]:
-    """Rows: init (pretraining budget); columns: mean curve IoU per label budget."""
+    """Rows: init (pretraining budget); columns per label budget: mean curve-class IoU,
+    mean curve-class F1 at 2 px tolerance, binary (any curve vs background) IoU."""
     head = f"{'init':<18}{'pretrain':>9}" + "".join(f"{f'IoU@{f:.0%}':>11}" for f in grid.label_fractions)
     head += "".join(f"{f'F1t2@{f:.0%}':>11}" for f in grid.label_fractions)
+    head += "".join(f"{f'bIoU@{f:.0%}':>11}" for f in grid.label_fractions)
     lines = [head]
     rows = [("random", None)] + [(i, b) for b in grid.pretrain_budgets for i in INITS[1:]]
-    by = {run_key(r): r for r in runs}
+    by = aggregate(runs)
     for init, budget in rows:
-        cells_i, cells_f = [], []
-        for f in grid.label_fractions:
-            r = by.get((init, budget, f))
-            cells_i.append(f"{r['mean_curve_iou']:>11.3f}" if r and r["mean_curve_iou"] is not None else f"{'-':>11}")
-            cells_f.append(f"{r['mean_curve_f1_tol2']:>11.3f}" if r and r["mean_curve_f1_tol2"] is not None else f"{'-':>11}")
-        lines.append(f"{init:<18}{budget or '-':>9}" + "".join(cells_i) + "".join(cells_f))
+        cells = []
+        for key in METRICS:
+            for f in grid.label_fractions:
+                r = by.get((init, budget, f))
+                v = r.get(key) if r else None
+                cells.append(f"{v:>11.3f}" if v is not None else f"{'-':>11}")
+        n = sorted({by[(init, budget, f)]["n"] for f in grid.label_fractions if (init, budget, f) in by})
+        lines.append(f"{init:<18}{budget or '-':>9}" + "".join(cells)
+                     + (f"  (mean of {'/'.join(map(str, n))} seeds)" if n and n != [1] else ""))
     return lines
 
 
 def lift(runs: list[dict], grid: Grid) -> dict:
-    """Best pretext's IoU minus random init's, per label fraction and pretraining budget."""
-    by = {run_key(r): r for r in runs}
+    """Best pretext's IoU minus random init's (seed means), per label fraction and
+    pretraining budget."""
+    by = aggregate(runs)
     out = {}
     for f in grid.label_fractions:
         base = by.get(("random", None, f))
@@ -312,7 +342,8 @@ def lift(runs: list[dict], grid: Grid) -> dict:
             if base and base["mean_curve_iou"] is not None and cands:
                 best, who = max(cands)
                 out[f"{f:g}@{b}"] = {"best_init": who, "lift": round(best - base["mean_curve_iou"], 4),
-                                    "random": base["mean_curve_iou"], "best": best}
+                                    "random": round(base["mean_curve_iou"], 4),
+                                    "best": round(best, 4), "seeds": by[(who, b, f)]["n"]}
     return out
 
 
@@ -341,7 +372,7 @@ def draw_chart(runs: list[dict], grid: Grid, path: Path) -> None:
         return int(off + x0 + 25 + t * (x1 - x0 - 50)), int(y0 - v / ymax * (y0 - y1))
 
     font = cv2.FONT_HERSHEY_SIMPLEX
-    by = {run_key(r): r for r in runs}
+    by = aggregate(runs)
     for p, b in enumerate(budgets):
         off = p * W
         for k in range(0, 11):
@@ -364,6 +395,11 @@ def draw_chart(runs: list[dict], grid: Grid, path: Path) -> None:
             pts = [px(f, by[(init, key_b, f)]["mean_curve_iou"], off) for f in fr
                    if (init, key_b, f) in by and by[(init, key_b, f)]["mean_curve_iou"] is not None]
             col = COLOURS[init]
+            for f in fr:  # min-max over fine-tuning seeds
+                a = by.get((init, key_b, f))
+                if a and a["n"] > 1 and a["mean_curve_iou_range"]:
+                    lo, hi = a["mean_curve_iou_range"]
+                    cv2.line(canvas, px(f, lo, off), px(f, hi, off), col, 1, cv2.LINE_AA)
             for a, c in zip(pts, pts[1:]):
                 cv2.line(canvas, a, c, col, 2, cv2.LINE_AA)
             for q in pts:
@@ -406,12 +442,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="run folder (default runs/pretext_study_<grid>)")
     ap.add_argument("--out", default=None, help="JSON (default bench/results/pretext_study[_gpu].json)")
     ap.add_argument("--png", default=None, help="chart (default: the JSON's path with .png)")
+    ap.add_argument("--seeds", default="0",
+                    help="fine-tuning seeds, comma-separated (tables average over them)")
+    ap.add_argument("--label-fractions", default=None,
+                    help="run only these label fractions (e.g. 0.01,0.1); default the grid's")
+    ap.add_argument("--redraw", action="store_true",
+                    help="only redo the table, lift and chart from the existing JSON")
     args = ap.parse_args(argv)
     grid = GRIDS[args.grid]
+    seeds = tuple(int(x) for x in args.seeds.split(","))
+    fractions = tuple(float(x) for x in args.label_fractions.split(",")) if args.label_fractions else None
     suffix = "" if grid.name == "cpu" else f"_{grid.name}"
     out = Path(args.out or ROOT / "bench" / "results" / f"pretext_study{suffix}.json")
     png = Path(args.png) if args.png else out.with_suffix(".png")
     work = Path(args.work or ROOT / "runs" / f"pretext_study_{grid.name}")
+
+    if args.redraw:
+        data = json.loads(out.read_text())
+        data["table"] = summary_table(data["runs"], grid)
+        data["lift_best_pretext_minus_random"] = lift(data["runs"], grid)
+        from logdigit.fsutil import atomic_write_text
+
+        atomic_write_text(out, json.dumps(data, indent=2) + "\n")
+        draw_chart(data["runs"], grid, png)
+        print("\n".join(data["table"]))
+        print(json.dumps(data["lift_best_pretext_minus_random"], indent=2))
+        return 0
 
     import torch
 
@@ -441,11 +497,11 @@ def main(argv: list[str] | None = None) -> int:
 
     prebuild_tiles(grid, work)
     done = {run_key(r) for r in runs}
-    for init, budget, frac in plan(grid):
-        if (init, budget, frac) in done:
+    for init, budget, frac, seed in plan(grid, seeds, fractions):
+        if (init, budget, frac, seed) in done:
             continue
         ckpt = None if init == "random" else ckpts[(init, budget)]
-        runs.append(finetune(grid, init, budget, frac, ckpt, work))
+        runs.append(finetune(grid, init, budget, frac, ckpt, work, seed))
         write_results(out, grid, pre, runs, t0, False)
         draw_chart(runs, grid, png)
     write_results(out, grid, pre, runs, t0, True)
