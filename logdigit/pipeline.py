@@ -590,11 +590,9 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     conf = np.zeros((H, W), np.uint8)
     bar = _Bar(progress, s1 - s0, scan_path.name)
     try:
-        c_part, q_part = seg.predict(grey[s0:s1], progress=bar)
+        seg.predict(grey[s0:s1], progress=bar, out=(classes[s0:s1], conf[s0:s1]))
     finally:
         bar.close()
-    classes[s0:s1], conf[s0:s1] = c_part, q_part
-    del c_part, q_part
     lap("segment")
     dig = digitise(classes, cal, layout, confidence=conf, rgb=rgb, step=step,
                    binary=seg.binary, tracker=tracker, plan=plan, grey=grey)

@@ -303,6 +303,7 @@ class Segmenter:
         return out
 
     def predict(self, grey: np.ndarray, progress: Callable[[int], None] | None = None,
+                out: tuple[np.ndarray, np.ndarray] | None = None,
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Segment a whole scan.
 
@@ -312,6 +313,8 @@ class Segmenter:
             The scan (paper light, ink dark).
         progress : callable(int) or None
             Called with the number of image rows finished after each band.
+        out : (uint8 [H, W], uint8 [H, W]) or None
+            Arrays (or views) to write the classes and confidence into.
 
         Returns
         -------
@@ -331,8 +334,12 @@ class Segmenter:
         else:
             tile_w = tile_h = self.tile
         bands = plan_tiles(H, W, tile_h, tile_w, self.halo, s)
-        classes = np.empty((H, W), np.uint8)
-        conf = np.empty((H, W), np.uint8)
+        if out is None:
+            classes, conf = np.empty((H, W), np.uint8), np.empty((H, W), np.uint8)
+        else:
+            classes, conf = out
+            if classes.shape != (H, W) or conf.shape != (H, W):
+                raise ValueError(f"out arrays must be {(H, W)}, got {classes.shape}, {conf.shape}")
         norm = self.info.input_norm
         for band in bands:
             iy0, iy1 = band[0].iy0, band[0].iy1

@@ -33,6 +33,10 @@ def test_tiled_equals_whole(tmp_path, monkeypatch, h, w, tile, band):
     wcls, wconf = seg.predict_whole(grey)
     assert cls.shape == conf.shape == (h, w) and cls.dtype == conf.dtype == np.uint8
     assert sum(rows) == h
+    buf = np.full((h + 4, w, 2), 7, np.uint8)            # write into views of a bigger array
+    seg.predict(grey, out=(buf[2:-2, :, 0], buf[2:-2, :, 1]))
+    np.testing.assert_array_equal(buf[2:-2, :, 0], cls)
+    assert (buf[:2] == 7).all() and (buf[-2:] == 7).all()
     assert len(np.unique(wcls)) > 1  # the random net is not constant
     np.testing.assert_array_equal(cls, wcls)
     np.testing.assert_array_equal(conf, wconf)
