@@ -40,6 +40,8 @@ class RenderConfig:
     dropout_prob: float = 0.3                     #: per curve: has unrecorded stretches
     partial_prob: float = 0.15                    #: per curve: starts late / stops early
     analogue_prob: float = 0.5                    #: wiggly analogue recording (else smooth digital print)
+    shading_prob: float = 0.25                    #: fill between a curve and a track edge (x2 on colour prints)
+    hatch_prob: float = 0.2                       #: hatched boxes (perforations, cores) in a track
     leader_prob: float = 0.35                     #: curve names with arrows pointing at the curve
     label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks
     # -- print / scan --------------------------------------------------------

@@ -455,6 +455,16 @@ def draw_marks(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             q = np.round((pts - [va, ua]) * _ONE).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(cv.dark, [q], False, _dark_colour(spec, 0.85, hand_rgb), t, cv2.LINE_AA, SHIFT)
             cv2.polylines(cv.clean, [q], False, 255, t, cv2.LINE_8, SHIFT)
+        elif kind == "hatch":
+            v0, u0, v1, u1, step, t = p
+            if u1 + 2 < ua or u0 - 2 > ua + h or v1 < va or v0 > va + w:
+                continue
+            bh, bw = u1 - u0 + 1, v1 - v0 + 1
+            patch = np.zeros((bh, bw), np.uint8)
+            cv2.rectangle(patch, (0, 0), (bw - 1, bh - 1), 255, t)
+            for k in range(-bh, bw, step):
+                cv2.line(patch, (k, bh - 1), (k + bh, 0), 255, 1)
+            _paste(cv, spec, patch, u0 - ua, v0 - va, 0.9)
         elif kind == "stamp":
             v, u, txt, sc, t = p
             (tw, th), _ = cv2.getTextSize(txt, FONT, sc, t)
@@ -467,6 +477,48 @@ def draw_marks(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
                 cv2.putText(img, txt, (v - va, u + th - ua), FONT, sc, col, t, lt)
 
 
+def _paste(cv: Canvases, spec: PageSpec, patch: np.ndarray, r0: int, c0: int, level: float, rgb=None,
+           clean: bool = True) -> None:
+    """Max-composite an ink coverage patch (uint8, 255 = ink) at region (r0, c0)."""
+    h, w = cv.clean.shape
+    ph, pw = patch.shape
+    rs, cs = slice(max(r0, 0), min(r0 + ph, h)), slice(max(c0, 0), min(c0 + pw, w))
+    if rs.start >= rs.stop or cs.start >= cs.stop:
+        return
+    p = patch[rs.start - r0:rs.stop - r0, cs.start - c0:cs.stop - c0]
+    col = np.asarray(_dark_colour(spec, level, rgb), np.float32) / 255.0
+    np.maximum(cv.dark[rs, cs], (p[..., None].astype(np.float32) * col).astype(np.uint8), out=cv.dark[rs, cs])
+    if clean:
+        np.maximum(cv.clean[rs, cs], p, out=cv.clean[rs, cs])
+
+
+def draw_shading(cv: Canvases, spec: PageSpec, model: RowModel, ua: int, va: int) -> None:
+    """Tint between a curve and its track's left or right edge (print only: not in ``clean``)."""
+    h, w = cv.clean.shape
+    for k, to_right, level, rgb in spec.shading:
+        tr = spec.tracks[spec.curves[k].track]
+        if tr.x1 < va or tr.x0 > va + w:
+            continue
+        r0, r1 = max(ua - 1, 0), min(ua + h + 1, spec.height)
+        if r1 - r0 < 2:
+            continue
+        x = model.x[k, r0:r1]
+        valid = np.isfinite(x)
+        if not valid.any():
+            continue
+        u = np.arange(r0, r1, dtype=np.float64) - ua
+        edge = float((tr.x1 if to_right else tr.x0) - va)
+        patch = np.zeros((h, w), np.uint8)
+        d = np.diff(valid.astype(np.int8), prepend=0, append=0)
+        for a, b in zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()):
+            if b - a < 2:
+                continue
+            xs, us = x[a:b] - va, u[a:b]
+            poly = np.concatenate([[[edge, us[0]]], np.stack([xs, us], 1), [[edge, us[-1]]]])
+            cv2.fillPoly(patch, [np.round(poly * _ONE).astype(np.int32)], 255, cv2.LINE_8, SHIFT)
+        _paste(cv, spec, patch, 0, 0, level, rgb if spec.colour else None, clean=False)
+
+
 def draw_region(spec: PageSpec, model: RowModel, ua: int, va: int, h: int, w: int) -> Canvases:
     """Draw page rows ``ua..ua+h`` x columns ``va..va+w`` (unrotated frame)."""
     cv = Canvases(h, w, 3 if spec.colour else 1)
@@ -474,6 +526,8 @@ def draw_region(spec: PageSpec, model: RowModel, ua: int, va: int, h: int, w: in
     break_lines(cv, spec, ua, va)
     draw_text(cv, spec, ua, va)
     draw_depth_labels(cv, spec, ua, va)
+    if spec.shading:
+        draw_shading(cv, spec, model, ua, va)
     draw_curves(cv, spec, model, ua, va)
     draw_marks(cv, spec, ua, va)
     return cv

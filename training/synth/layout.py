@@ -120,6 +120,7 @@ class PageSpec:
     scan: dict[str, Any]                # degradation parameters
     meta: dict[str, Any] = field(default_factory=dict)
     leaders: list[tuple] = field(default_factory=list)  # (v0, u0, v1, u1, dashed, thickness): label arrows
+    shading: list[tuple] = field(default_factory=list)  # (curve index, fill to right edge?, level, rgb)
 
     # -- depth <-> unrotated row --------------------------------------------
     def depth_of_u(self, u: np.ndarray | float) -> np.ndarray:
@@ -371,6 +372,13 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             if rng.random() < 0.25:
                 header_lines.append((margin_l, u + 6, W - margin_r, u + 6, 1))
         header_lines.append((margin_l, header_rows, W - margin_r, header_rows, 2))
+        xrng = rng_for(seed, page_id, 5)
+        if xrng.random() < 0.5:   # boxed header fields: column rules and a frame
+            top_rule = header_lines[0][1]
+            for c in range(1, ncol):
+                header_lines.append((margin_l + c * (W // ncol), top_rule, margin_l + c * (W // ncol), header_rows, 1))
+            for v in (margin_l, W - margin_r):
+                header_lines.append((v, top_rule, v, header_rows, 2))
     legend, labels = [], []
     if has_header:   # track header band: curve names, scale values and a line sample per curve
         _scale_band(rng, tracks, curves, header_rows, body_top, legend, labels, header_lines, W, margin_l, margin_r)
@@ -417,7 +425,27 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
         header_lines=header_lines, legend=legend, labels=labels, marks=marks, scan=scan)
     if rng.random() < cfg.leader_prob:
         _add_leaders(spec, rng)
+    _add_print_extras(spec, cfg, rng_for(seed, page_id, 6))
     return spec
+
+
+def _add_print_extras(spec: PageSpec, cfg: RenderConfig, rng: np.random.Generator) -> None:
+    """Shading between a curve and a track edge (vendor prints) and hatched boxes
+    (perforations, cores, casing marks) in the depth track or the first track."""
+    if rng.random() < (cfg.shading_prob * (2.0 if spec.colour else 0.5)):
+        cand = [k for k, c in enumerate(spec.curves) if not c.wrap]
+        if cand:
+            k = int(rng.choice(cand))
+            rgb = ((230, 200, 60), (120, 200, 120), (200, 160, 110), (140, 170, 230))[int(rng.integers(0, 4))]
+            spec.shading.append((k, bool(rng.random() < 0.5), float(rng.uniform(0.12, 0.35)), rgb))
+    if rng.random() < cfg.hatch_prob:
+        x0, x1 = spec.depth_x if (spec.depth_x[1] > spec.depth_x[0] and rng.random() < 0.5) else \
+            (spec.tracks[0].x0, spec.tracks[0].x0 + (spec.tracks[0].x1 - spec.tracks[0].x0) // 3)
+        for _ in range(int(rng.integers(1, 5))):
+            u0 = int(rng.uniform(spec.body_top, max(spec.body_top + 1, spec.body_bottom - 80)))
+            v0 = int(rng.uniform(x0, max(x0 + 1, x1 - 30)))
+            spec.marks.append(("hatch", (v0, u0, min(x1, v0 + int(rng.uniform(20, 120))), u0 + int(rng.uniform(8, 70)),
+                                         int(rng.integers(4, 10)), int(rng.integers(1, 3)))))
 
 
 def _add_leaders(spec: PageSpec, rng: np.random.Generator) -> None:
