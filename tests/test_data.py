@@ -31,6 +31,8 @@ def test_split_never_shares_a_page(count, tpp, vf):
 
 def test_is_val_page_fraction():
     assert sum(is_val_page(p, 0.2) for p in range(1000)) == 200
+    assert [p for p in range(13) if is_val_page(p, 0.2)] == [2, 7, 12]
+    assert len(split_indices(24, "val", 0.2, 8)) == 8      # small sets still get a val page
 
 
 @pytest.mark.parametrize("task,classes", [("binary", {0, 1}), ("multiclass", {0, 1, 2, 3, 4})])
