@@ -287,3 +287,23 @@ def test_model_card_reads_its_figures_from_files(tmp_path):
                        commands="logdigit-train export model.pt -o m.onnx")
     assert "ab" * 32 in card and "0.1235" in card and "seed 3" in card
     assert f"{report['parity']['max_abs']:.2e}" in card and "logdigit-train export" in card
+
+
+def test_metadata_halo_makes_tiling_exact(tmp_path):
+    """The runtime's tiled run with the exported halo equals one whole-image run; with no
+    halo it does not (so the halo is what makes it exact)."""
+    from logdigit.segment import Segmenter
+
+    ckpt, _ = _ckpt(tmp_path, args=TINY[1][1])
+    raw = torch.load(ckpt, weights_only=True)
+    raw["state_dict"]["head.weight"] *= 200.0  # untrained logits are flat: make them speak
+    torch.save(raw, ckpt)
+    out = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, out, ExportOptions(source="toy", threads=1))
+    img = np.vstack([labelled_tiles(1, 96, source="toy", seed=s)[0][0] for s in (1, 2)])
+    seg = Segmenter(out, threads=1, tile=32)
+    whole_c, whole_q = seg.predict_whole(img)
+    c, q = seg.predict(img)
+    assert (c == whole_c).mean() >= 0.9999 and np.abs(q.astype(int) - whole_q).max() <= 1
+    _, q0 = Segmenter(out, threads=1, tile=32, halo=0).predict(img)
+    assert np.abs(q0.astype(int) - whole_q).max() > 1
