@@ -575,7 +575,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         "texture": float(rng.uniform(0, 12)),
         # 1-bit archives: the scanner thresholds a sharp optical image, thin lines survive
         "blur": float(rng.uniform(*cfg.blur_sigma)) * (0.55 if binarize else 1.0),
-        "noise": float(rng.uniform(*cfg.noise_sigma)) * (0.6 if binarize else 1.0),
+        "noise": float(rng.uniform(*cfg.noise_sigma)) * (0.35 if binarize else 1.0),
         "speckle": float(rng.uniform(0.00005, 0.0008)) if rng.random() < cfg.speckle_prob else 0.0,
         "jpeg": int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         if (rng.random() < cfg.jpeg_prob and not binarize) else 0,

@@ -20,8 +20,8 @@ def _fields() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(20240601)
     out = {}
     out["fine"] = rng.standard_normal((T, T)).astype(np.float32)          # per-pixel noise
-    blob = _periodic_blur(rng.standard_normal((T, T)).astype(np.float32), 1.6)
-    out["blob"] = blob / blob.std()                                           # ~4 px blobs (holes)
+    blob = _periodic_blur(rng.standard_normal((T, T)).astype(np.float32), 2.6)
+    out["blob"] = blob / blob.std()                                           # ~6 px blobs (holes)
     fibre = _periodic_blur(rng.standard_normal((T, T)).astype(np.float32), 1.5)
     fibre = 0.6 * fibre / fibre.std() + _periodic_blur(rng.standard_normal((T, T)).astype(np.float32), 8.0)
     out["paper"] = fibre / fibre.std()
