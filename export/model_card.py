@@ -86,8 +86,11 @@ def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | No
               f"agreement {100 * par['argmax_agree']:.4f} %."]
     if "int8" in report:
         q = report["int8"]
-        lines.append(f"- int8 (static QDQ, per-channel): curve IoU {q['iou_fp32']:.4f} (fp32) -> "
-                     f"{q['iou_int8']:.4f} (int8), {q['speedup']:.2f}x the fp32 speed; "
+        o = report["options"]
+        lines.append(f"- int8 (static QDQ, per-channel, calibrated on {o['calib_tiles']} rendered "
+                     f"tiles): curve IoU on {o['eval_tiles']} rendered {o['eval_size']} px tiles "
+                     f"(renderer seed {o['seed'] + 200}) {q['iou_fp32']:.4f} (fp32) -> "
+                     f"{q['iou_int8']:.4f} (int8), {q['speedup']:.2f}x the fp32 speed at 512 px: "
                      f"{q['reason']}.")
     if "fp16" in report:
         h = report["fp16"]["parity_cpu"]

@@ -14,7 +14,7 @@ OUT=runs/ship
 mkdir -p "$OUT"
 RUN_DIR=$(dirname "$CKPT")
 
-logdigit-train export "$CKPT" -o "$OUT/logdigit_default.onnx" --int8 --fp16 --threads "$THREADS"
+logdigit-train export "$CKPT" -o "$OUT/logdigit_default.onnx" --int8 --fp16 --eval-tiles 64 --threads "$THREADS"
 if [ -f "$OUT/logdigit_default.int8.onnx" ]; then SHIP="$OUT/logdigit_default.int8.onnx"; else SHIP="$OUT/logdigit_default.onnx"; fi
 cp "$SHIP" logdigit/models/logdigit_default.onnx
 chmod 644 logdigit/models/logdigit_default.onnx
@@ -38,7 +38,7 @@ cat > "$OUT/commands.sh" <<EOF
 nice -n 5 python bench/train_cpu.py --until 08:38 > runs/cpu/train.log 2>&1
 # export, int8 gate, evaluation, speed, this card:
 bash export/ship_default.sh $CKPT
-#   = logdigit-train export $CKPT -o $OUT/logdigit_default.onnx --int8 --fp16 --threads $THREADS
+#   = logdigit-train export $CKPT -o $OUT/logdigit_default.onnx --int8 --fp16 --eval-tiles 64 --threads $THREADS
 #     cp $SHIP logdigit/models/logdigit_default.onnx
 #     logdigit-train evaluate --onnx logdigit/models/logdigit_default.onnx --config $OUT/eval_config.yaml --out $OUT/eval
 #     python bench/export_speed.py --checkpoint $CKPT --model $OUT/logdigit_default.onnx ${INT8_ARG[*]}
