@@ -25,7 +25,7 @@ def _f(v, nd=4) -> str:
 
 
 def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | None,
-                config_text: str, commands: str, note: str = "") -> str:
+                config_text: str, commands: str, note: str = "", limits: str = "") -> str:
     """The card's Markdown text."""
     meta = read_metadata(model)
     spec = meta.get("logdigit.model", {})
@@ -116,10 +116,13 @@ def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | No
         lines += ["", "GFLOP/s counts the model's convolution FLOPs (2 x MACs from the ONNX "
                   "graph) for every variant, int8 included, so int8 can exceed the fp32 peak.", ""]
     lines += ["## Limits", "",
-              "- Trained and validated on rendered logs only; real scans differ (see "
-              "`/work/shared/real_scans/` in the project notes) and accuracy there is not measured here.",
+              "- Trained and validated on rendered logs only. Real scans differ (paper texture, "
+              "stains, pen widths, vendor layouts); no real scan with a digitised LAS was "
+              "available, so accuracy on real paper is not measured here.",
               "- The halo is half the *theoretical* receptive field: tiling reproduces the whole-image "
               "result, at the cost of computing the overlap.", ""]
+    if limits:
+        lines += [limits.strip(), ""]
     return "\n".join(lines)
 
 
@@ -132,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, type=Path, help="the run's config.yaml")
     ap.add_argument("--commands", required=True, type=Path, help="shell commands that made it")
     ap.add_argument("--note", default="")
+    ap.add_argument("--limits", default="", help="extra text for the Limits section")
     ap.add_argument("-o", "--output", required=True, type=Path)
     a = ap.parse_args(argv)
     from logdigit.fsutil import atomic_write_text
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
                        evaluation=json.loads(a.evaluation.read_text()),
                        bench=json.loads(a.bench.read_text()) if a.bench else None,
                        config_text=a.config.read_text(), commands=a.commands.read_text(),
-                       note=a.note)
+                       note=a.note, limits=a.limits)
     atomic_write_text(a.output, text)
     print(f"wrote {a.output}")
     return 0

@@ -46,4 +46,4 @@ EOF
 python -m export.model_card --model logdigit/models/logdigit_default.onnx \
     --report "$OUT/logdigit_default.export.json" --eval "$OUT/eval/eval.json" \
     --bench bench/results/export_speed.json --config "$RUN_DIR/config.yaml" \
-    --commands "$OUT/commands.sh" --note "$NOTE" -o logdigit/models/MODEL_CARD.md
+    --commands "$OUT/commands.sh" --note "$NOTE" --limits "${LIMITS:-}" -o logdigit/models/MODEL_CARD.md
