@@ -35,7 +35,9 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 SPLITS = ("train", "val", "all")
-SHARD_ITEMS = 256
+SHARD_ITEMS = 256   #: items per cache shard
+OPEN_SHARDS = 8     #: shard files kept open per process
+ARRAYS = ("image", "mask", "clean", "instance")
 
 
 def is_val_page(page_id: int, val_fraction: float) -> bool:
@@ -87,7 +89,7 @@ class _TileSource:
                               "cfg": to_dict(cfg), "indices": hashlib.sha256(indices.tobytes()).hexdigest()},
                              sort_keys=True)
             self.cache = Path(cache_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
-        self._shard: tuple[int, dict[str, np.ndarray]] | None = None
+        self._open_shards: dict[int, Any] = {}
 
     def render(self, g: int) -> dict[str, np.ndarray]:
         return render_tile(self.seed, int(g), task=self.task, size=self.size, cfg=self.cfg,
@@ -98,26 +100,40 @@ class _TileSource:
         if self.cache is None:
             return self.render(int(self.indices[i]))
         k, j = divmod(i, SHARD_ITEMS)
-        if self._shard is None or self._shard[0] != k:
-            self._shard = (k, self._load_or_build(k))
-        sh = self._shard[1]
-        return {name: sh[name][j] for name in ("image", "mask", "clean", "instance")}
+        z = self._open(k)
+        return {name: z[f"{j}_{name}"] for name in ARRAYS}
 
     def shard_path(self, k: int) -> Path:
         assert self.cache is not None
         return self.cache / f"shard_{k:05d}.npz"
 
-    def _load_or_build(self, k: int) -> dict[str, np.ndarray]:
-        path = self.shard_path(k)
-        if path.exists():
-            with np.load(path) as z:
-                return {name: z[name] for name in z.files}
+    def _open(self, k: int):
+        """The shard's open NpzFile (members are read - and decompressed - one by one,
+        so shuffled access costs one item, not one shard); a few kept open."""
+        z = self._open_shards.get(k)
+        if z is None:
+            path = self.shard_path(k)
+            if not path.exists():
+                self._build(k)
+            z = np.load(path)
+            self._open_shards[k] = z
+            if len(self._open_shards) > OPEN_SHARDS:
+                self._open_shards.pop(next(iter(self._open_shards))).close()
+        return z
+
+    def _build(self, k: int) -> None:
         lo, hi = k * SHARD_ITEMS, min((k + 1) * SHARD_ITEMS, len(self.indices))
-        tiles = [self.render(int(g)) for g in self.indices[lo:hi]]
-        arrays = {name: np.stack([t[name] for t in tiles]) for name in ("image", "mask", "clean", "instance")}
-        with atomic_open(path, "wb") as f:   # concurrent workers: last complete write wins
-            np.savez(f, **arrays)
-        return arrays
+        arrays = {}
+        for j, g in enumerate(self.indices[lo:hi]):
+            t = self.render(int(g))
+            arrays.update({f"{j}_{name}": t[name] for name in ARRAYS})
+        with atomic_open(self.shard_path(k), "wb") as f:   # concurrent workers: last complete write wins
+            np.savez_compressed(f, **arrays)
+
+    def __getstate__(self):   # DataLoader workers: open files are not pickled
+        state = dict(self.__dict__)
+        state["_open_shards"] = {}
+        return state
 
     def build_all(self, progress: bool = False) -> None:
         """Render every missing shard now (e.g. before training)."""
@@ -129,7 +145,7 @@ class _TileSource:
             it = tqdm(it, desc="cache shards", unit="shard")
         for k in it:
             if not self.shard_path(k).exists():
-                self._load_or_build(k)
+                self._build(k)
 
 
 class SynthTileDataset(Dataset):
@@ -143,7 +159,8 @@ class SynthTileDataset(Dataset):
     seed, size : renderer seed and tile edge (px)
     val_fraction : fraction of pages in the val split
     tiles_per_page : consecutive indices sharing one page
-    cache_dir : if given, tiles are cached in ``.npz`` shards of 256 items there
+    cache_dir : if given, tiles are cached in compressed ``.npz`` shards of 256 items
+        there (a shard is rendered whole when first touched; ``build_cache()`` fills all)
     return_clean : also return "clean" (float32 [1, S, S]) and "instance" (int64 [S, S])
     cfg : renderer ranges (default :class:`RenderConfig`)
 
