@@ -79,10 +79,16 @@ def test_unlabelled_and_make_dataset():
         SynthTileDataset("bogus")
 
 
-def test_dataloader_workers_match_sequential():
-    """Rendering in DataLoader worker processes gives the same items as in-process."""
-    ds = SynthTileDataset("multiclass", split="train", count=16, size=48)
+@pytest.mark.parametrize("cached", [False, True])
+def test_dataloader_workers_match_sequential(tmp_path, cached):
+    """Rendering (or reading the shard cache) in DataLoader worker processes gives the
+    same items as in-process."""
+    ds = SynthTileDataset("multiclass", split="train", count=16, size=48,
+                          cache_dir=tmp_path if cached else None)
+    if cached:
+        ds[0]   # an open shard handle in the parent must not break pickling for workers
     dl = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
     batches = list(dl)
-    seq = torch.stack([ds[i]["mask"] for i in range(len(ds))])
+    plain = SynthTileDataset("multiclass", split="train", count=16, size=48)
+    seq = torch.stack([plain[i]["mask"] for i in range(len(plain))])
     assert torch.equal(torch.cat([b["mask"] for b in batches]), seq)
