@@ -273,3 +273,18 @@ def test_banded_page_equals_one_piece(skew):
     assert np.mean(bands["clean"] != whole["clean"]) < 1e-4
     diff = np.abs(bands["image"].astype(int) - whole["image"].astype(int))
     assert diff.mean() < 0.5
+
+
+def test_same_style_told_apart_by_colour():
+    p = render_page(1, 2, height=1200, width=1100, colour=True, same_style_colour=True, n_tracks=2,
+                    curves_per_track=3, degrade=False)
+    for tr in p.calibration.tracks:
+        a, b = tr.curves[0], tr.curves[1]
+        assert a.style == b.style and a.color and b.color and a.color != b.color
+    for k, c in enumerate(p.truth.curves):
+        sel = p.instance == k + 1
+        assert sel.any() and np.all(p.mask[sel] == c.class_id)
+    # off by default: styles stay unique within a track
+    q = render_page(1, 2, height=1200, width=1100, colour=True, n_tracks=2, curves_per_track=3)
+    for tr in q.calibration.tracks:
+        assert len({c.style for c in tr.curves}) == len(tr.curves)

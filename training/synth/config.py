@@ -46,6 +46,7 @@ class RenderConfig:
     label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks
     # -- print / scan --------------------------------------------------------
     colour_prob: float = 0.15                     #: colour print (RGB image, coloured curves)
+    same_style_colour_prob: float = 0.0           #: colour print: 2 curves of a track share a style
     binarize_prob: float = 0.45                   #: 1-bit (CCITT G4 archive) look
     degrade_prob: float = 0.92                    #: apply scan degradation at all
     skew_prob: float = 0.5

@@ -33,7 +33,7 @@ GRID_COLOURS: tuple[tuple[int, int, int], ...] = (
 OVERRIDES = frozenset({
     "height", "width", "px_per_ft", "n_tracks", "curves_per_track", "styles", "skew_deg",
     "binarize", "colour", "degrade", "wraps", "dropouts", "header", "metric", "line_width",
-    "stretch",
+    "stretch", "same_style_colour",
 })
 
 
@@ -352,7 +352,16 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             tr.curves.append(len(curves))
             curves.append(CurveSpec(t, style, fname, str(mn), fam.unit, float(left), float(right), scale,
                                     wrap, width, _pattern(erng, style, width), cname, rgb, frac))
-    # colour prints: curves sharing a style across tracks stay told apart by colour
+    # colour prints: two curves of one style in a track, told apart only by colour
+    srng = rng_for(seed, page_id, 7)
+    if colour and bool(ov.get("same_style_colour", srng.random() < cfg.same_style_colour_prob)):
+        for tr in tracks:
+            if len(tr.curves) >= 2:
+                a, b = curves[tr.curves[0]], curves[tr.curves[1]]
+                b.style, b.pattern = a.style, a.pattern
+                if b.colour == a.colour:
+                    b.colour = next(n for n in CURVE_COLOURS if n != a.colour)
+                    b.rgb = CURVE_COLOURS[b.colour]
     # -- text, legend, labels, marks ------------------------------------------------
     tsc = rng.uniform(0.4, 0.8)
     header_items, header_lines = [], []
