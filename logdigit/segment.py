@@ -119,6 +119,8 @@ def _session(path: Path, threads: int | None, device: str):
         raise ModelError("model file not found: pass --model PATH to an existing file", str(path))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False   # the arena keeps every band shape's buffers: memory grows
+    opts.enable_mem_pattern = False
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
