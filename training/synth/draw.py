@@ -74,7 +74,8 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
     if bot <= top:
         return
     grid_rgb = spec.ink.get("grid_rgb")
-    g_minor = _dark_colour(spec, spec.ink["grid"], grid_rgb)
+    # vertical lines run along the paper feed: printed and scanned darker than horizontal ones
+    g_minor = _dark_colour(spec, max(spec.ink["grid"], 0.5), grid_rgb)
     g_major = _dark_colour(spec, spec.ink["grid_major"], grid_rgb)
     g_border = _dark_colour(spec, max(spec.ink["grid_major"], 0.85), grid_rgb)
     vmin, vmaj = spec.vgrid_width
@@ -110,9 +111,10 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             _fill(cv, spec, top, bot, c0, c0 + spec.border_width, g_border)
     # horizontal lines: depth multiples of the minor spacing
     gh = spec.ink.get("grid_h", 1.0)
-    g_minor = _dark_colour(spec, spec.ink["grid"] * gh, grid_rgb)
+    g_minor = _dark_colour(spec, spec.ink["grid"] * gh, grid_rgb)   # horizontal lines
     g_major = _dark_colour(spec, spec.ink["grid_major"] * (0.5 + 0.5 * gh), grid_rgb)
     minor, mid, heavy = spec.hgrid
+    hbreak = spec.scan.get("hbreak", 0.0) if spec.degrade else 0.0
     d0 = float(spec.depth_of_u(ua - 4))
     d1 = float(spec.depth_of_u(ua + h + 4))
     k0, k1 = math.floor(d0 / minor), math.ceil(d1 / minor)
@@ -129,8 +131,12 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
         else:
             t, val, tick = spec.hgrid_width[0], g_minor, 0
         r0 = int(round(float(spec.u_of_depth(d)))) - ua - t // 2
+        on = cols_on if tick == 0 else None
+        if hbreak > 0 and tick == 0:   # 1-bit scans break thin horizontal lines into dashes
+            gaps = hole_field(spec.scan["tex_off"], r0 + ua, va, 1, w, hbreak)[0]
+            on = ~gaps if on is None else (on & ~gaps)
         for x0, x1 in spans:
-            _fill(cv, spec, r0, r0 + t, x0 - va, x1 - va + 1, val, cols_on=cols_on if tick == 0 else None)
+            _fill(cv, spec, r0, r0 + t, x0 - va, x1 - va + 1, val, cols_on=on)
         if spec.depth_ticks and tick and dx1 > dx0:
             _fill(cv, spec, r0, r0 + t, dx0 - va, dx0 - va + tick, val)
             _fill(cv, spec, r0, r0 + t, dx1 - va - tick, dx1 - va, val)

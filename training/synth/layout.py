@@ -249,7 +249,7 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
     hgrid = (minor, mid if mid > minor else minor, heavy)
     # pen scale: printed line weights in pixels grow with the scan resolution
     prng = rng_for(seed, page_id, 4)     # own stream: line weights never reshuffle the layout
-    pen = int(prng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
+    pen = int(prng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     thin = max(1, pen - int(rng.random() < 0.5))
     hgrid_width = (thin, thin + int(rng.random() < 0.6), thin + 1 + int(rng.random() < 0.5))
     vgrid_width = (thin, thin + int(rng.random() < 0.35))
@@ -591,6 +591,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
         "broken": float(rng.uniform(0.05, 0.35)) if rng.random() < cfg.fade_prob else 0.0,
         "grid_drop": float(rng.uniform(0.15, 0.5)) if rng.random() < cfg.grid_drop_prob else 0.0,
+        "hbreak": float(rng.uniform(0.15, 0.6)) if binarize else 0.0,
         "threshold": float(rng.uniform(0.5, 0.78)),        # 1-bit: fraction from ink to paper
         "bleed": float(rng.uniform(0.08, 0.25)) if rng.random() < cfg.bleed_prob else 0.0,
         "tex_off": (int(rng.integers(0, 4096)), int(rng.integers(0, 4096))),
