@@ -44,7 +44,7 @@ NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
 #: tracks from the calibration snap to detected border lines this close (px, or 2 %)
 SNAP_PX = 6.0
 #: uncalibrated reads keep a style only when read on this share of the rows
-MIN_UNCALIBRATED_COVERAGE = 0.05
+MIN_UNCALIBRATED_COVERAGE = 0.2
 #: rows of context segmented above and below the rows read
 SEGMENT_MARGIN = 64
 

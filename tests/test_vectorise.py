@@ -198,3 +198,31 @@ def test_binary_model_uncalibrated_names():
     assert [c.mnemonic for c in dig.table.curves] == ["T1_CURVE"]
     assert dig.table.depth_unit == "PX" and dig.table.step == 1.0
     assert any("UNCALIBRATED" in n for n in dig.table.notes)
+
+
+def test_depth_refined_to_grid():
+    """Grid lines every 2 ft at 7.3 rows/ft; ties 1.2 rows off: the grid fit recovers
+    the true depth scale; without a grid the ties are kept."""
+    from logdigit.calibration import Calibration, DepthCalibration, DepthTie
+    from logdigit.pipeline import ReadPlan, TrackPlan, refine_depth
+
+    h, w, rpu, d0 = 3000, 400, 7.3, 4000.0
+    grey = np.full((h, w), 255, np.uint8)
+    k = np.arange(0, 500)
+    rows = 20.0 + k * 2 * rpu
+    for r in rows[rows < h - 2]:
+        a = int(np.floor(r))
+        t = r - a                                    # sub-pixel line: two rows shaded
+        grey[a, 20:380] = int(255 * t)
+        grey[a + 1, 20:380] = int(255 * (1 - t))
+    true_depth = lambda rr: d0 + (np.asarray(rr) - 20.0) / rpu      # noqa: E731
+    ties = [DepthTie(100 + 1.2, float(true_depth(100))), DepthTie(2900 - 1.2, float(true_depth(2900)))]
+    plan = ReadPlan([TrackPlan(0, 10.0, 390.0, [])], (0, h), True,
+                    DepthCalibration(unit="FT", ties=ties))
+    dep, note = refine_depth(grey, plan, 128)
+    assert "refined" in note, note
+    got = Calibration(depth=dep).depth_at(np.arange(50, 2950))
+    assert np.abs(got - true_depth(np.arange(50, 2950))).max() * rpu < 0.1   # rows
+    blank = np.full((h, w), 255, np.uint8)
+    dep2, note2 = refine_depth(blank, plan, 128)
+    assert dep2 is plan.depth and "ties" in note2
