@@ -138,9 +138,9 @@ def read_scan(path: str | os.PathLike, page: int = 0) -> Scan:
         try:
             scan = _read_tiff(path, page)
         except _TryPillow as e:
-            scan = _read_pillow(path, page, reason=str(e))
+            scan = _read_pillow(path, page, kind, reason=str(e))
     else:
-        scan = _read_pillow(path, page)
+        scan = _read_pillow(path, page, kind)
     return scan
 
 
@@ -158,10 +158,24 @@ def count_pages(path: str | os.PathLike) -> int:
         import tifffile
         try:
             with _quiet(), tifffile.TiffFile(path) as tf:
-                return len(tf.pages)
+                n = len(tf.pages)
         except Exception as e:  # noqa: BLE001 - any parse failure is a corrupt file
             raise ImageReadError(f"corrupt TIFF ({_short(e)}): re-export or re-scan the file",
                                  path) from None
+        if n == 0:
+            raise ImageReadError("corrupt TIFF: no readable page directory (the file is "
+                                 "damaged or not really a TIFF)", path)
+        return n
+    if kind == "other":  # let Pillow say whether it knows the format
+        from PIL import Image, UnidentifiedImageError
+        try:
+            with Image.open(path) as im:
+                return int(getattr(im, "n_frames", 1) or 1)
+        except UnidentifiedImageError:
+            raise ImageReadError("not a supported image: logdigit reads TIFF, PNG and JPEG",
+                                 path) from None
+        except Exception as e:  # noqa: BLE001
+            raise ImageReadError(f"corrupt image header ({_short(e)})", path) from None
     return 1
 
 
@@ -251,6 +265,9 @@ def _read_tiff(path: str, page: int) -> Scan:
             n = len(tf.pages)
         except Exception as e:  # noqa: BLE001
             raise ImageReadError(f"corrupt TIFF page list ({_short(e)})", path) from None
+        if n == 0:
+            raise ImageReadError("corrupt TIFF: no readable page directory (the file is "
+                                 "damaged or not really a TIFF)", path)
         _check_page(page, n, path)
         try:
             p = tf.pages[page]
@@ -395,15 +412,18 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 # PNG / JPEG / TIFF fallback through Pillow
 # ---------------------------------------------------------------------------
 
-def _read_pillow(path: str, page: int, reason: str | None = None) -> Scan:
+def _read_pillow(path: str, page: int, kind: str = "other", reason: str | None = None) -> Scan:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # lift the decompression-bomb guard for long scans
     try:
         im = Image.open(path)
     except UnidentifiedImageError:
-        hint = f" ({reason})" if reason else ""
-        raise ImageReadError(f"not a supported image{hint}: logdigit reads TIFF, PNG and JPEG",
+        if kind != "other":
+            hint = f" ({reason})" if reason else ""
+            raise ImageReadError(f"corrupt {kind.upper()} file: the header cannot be read{hint}",
+                                 path) from None
+        raise ImageReadError("not a supported image: logdigit reads TIFF, PNG and JPEG",
                              path) from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(f"image too large: {_short(e)}", path) from None

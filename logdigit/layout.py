@@ -337,6 +337,8 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
     if sections and grid_rows is not None:
         lay.header_bottom = _refine_header(grid_rows, minor, sections[0])
         lay.sections[0] = (lay.header_bottom, lay.sections[0][1])
+        lay.log_bottom = _extend_bottom(grid_rows, minor, lay.sections[-1])
+        lay.sections[-1] = (lay.sections[-1][0], lay.log_bottom)
     if abs(skew) > SKEW_MAX_DEG - SKEW_STEP_DEG:
         notes.append(f"skew {skew:.2f} deg is at the end of the search range: check the scan")
     return lay
@@ -802,8 +804,14 @@ _LOG_MARKS = np.log10(np.arange(1, 10))  # 0 (decade line), log10 2 ... log10 9
 
 def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     """How well inner lines ``xs`` (weights ``wts``) of a track spanning [a, b] follow
-    one track grid: linear (10 divisions, optional finer subdivisions) or logarithmic (1-5 decades, any subset of the 2..9 marks). 1 = perfect; a track
-    without inner lines scores 0.9."""
+    one track grid. 1 = perfect, 0.3 for a track without inner lines.
+
+    Grids: N equal divisions (N = 10: linear, optionally with finer subdivisions;
+    N = 2..5: log decades whose 2..9 marks are too faint to see, or a linear grid with
+    only its heavy lines visible), or a log grid of 2-5 decades with any subset of the
+    2..9 marks. Faint lines may be missing, so coverage of the expected lines counts
+    for half; lines the grid does not explain count fully against it.
+    """
     width = b - a
     if width <= 0:
         return 0.0
@@ -812,27 +820,30 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     f = (xs - a) / width
     tol = max(2.5 / width, 0.006)
     best = 0.0
-    # linear: 10 divisions
-    near10 = np.abs(f * 10 - np.round(f * 10)) <= tol * 10
-    cover = len({int(round(v * 10)) for v in f[near10]} & set(range(1, 10))) / 9.0
-    for md in (1, 2, 4, 5):
-        fine = np.abs(f * 10 * md - np.round(f * 10 * md)) <= tol * 10 * md
-        expl = fine.mean()
-        sub = fine & ~near10
-        if md > 1 and sub.any() and near10.any() and \
-                wts[sub].max() > 1.25 * np.median(wts[near10]):
-            continue  # subdivision lines heavier than the divisions: not one track
-        best = max(best, expl * (0.5 + 0.5 * cover))  # faint lines may be missing
-    # log: D decades
-    for d in range(2, 6):  # one decade per track is not a log grid worth the name
+    for n_div in (2, 3, 4, 5, 10):
+        near = np.abs(f * n_div - np.round(f * n_div)) <= tol * n_div
+        k = {int(round(v * n_div)) for v in f[near]} & set(range(1, n_div))
+        cover = len(k) / (n_div - 1)
+        for md in ((1, 2, 4, 5) if n_div == 10 else (1,)):
+            if md > 1 and tol * 10 * md > 0.25:
+                break  # subdivisions too fine to tell from any position in the tolerance
+            fine = np.abs(f * n_div * md - np.round(f * n_div * md)) <= tol * n_div * md
+            sub = fine & ~near
+            if md > 1 and sub.any() and near.any() and \
+                    wts[sub].max() > 1.25 * np.median(wts[near]):
+                continue  # subdivision lines heavier than the divisions: not one track
+            fit = fine.mean() * (0.5 + 0.5 * cover)
+            # finer subdivisions are rarer than two adjacent tracks, and a few equal
+            # divisions (2-5) is a weaker explanation than the full ten of a linear grid
+            best = max(best, fit * (0.9 if md > 1 else 1.0) * (1.0 if n_div == 10 else 0.85))
+    for d in range(2, 6):  # log grid with its marks
         p = f * d
         j = np.floor(p + tol * d)
         r = p - j
         dist = np.abs(r[:, None] - _LOG_MARKS[None, :])
         m = np.argmin(dist, 1)
         ok = dist[np.arange(len(f)), m] <= tol * d
-        expl = ok.mean()
-        hits = {}
+        hits: dict[int, set] = {}
         for jj, mm in zip(j[ok].astype(int), m[ok]):
             if mm == 0:
                 if 1 <= jj <= d - 1:
@@ -848,7 +859,7 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
             continue  # 2..9 marks heavier than the decade lines: not one track
         got = sum(len(hits[mm]) for mm in used) + len(hits.get(0, ()))
         want = len(used) * d + (d - 1)
-        best = max(best, expl * (0.5 + 0.5 * got / want))
+        best = max(best, ok.mean() * (0.5 + 0.5 * got / want))
     return best
 
 
@@ -862,6 +873,11 @@ def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
     x = np.array([ln["x"] for ln in glines])
     wt = np.array([ln.get("weight", ln["width"]) for ln in glines], np.float64)
     wb = max(1e-6, 0.5 * (float(wt[0]) + float(wt[-1])))   # weight of a border line
+    inner = wt[1:-1]
+    other_max = np.zeros(n)
+    for i in range(1, n - 1):  # heaviest other inner line of the group
+        rest = np.delete(inner, i - 1)
+        other_max[i] = float(np.percentile(rest, 90)) if len(rest) else 0.0
     total = x[-1] - x[0]
     min_w = max(40.0, 0.06 * w)
     if total < 2 * min_w:
@@ -879,9 +895,12 @@ def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
             if (i, j) not in fit or not np.isfinite(best[i]):
                 continue
             sc = best[i] + fit[i, j] * (x[j] - x[i]) / total
-            if i > 0:  # a split costs a little, more where the line is unlike the borders
+            if i > 0:
+                # an inner border should weigh like the outer borders and more than the
+                # other inner lines; else the split pays (ties go to fewer tracks)
                 sim = 1.0 - abs(math.log(max(wt[i], 1e-6) / wb)) / math.log(1.5)
-                sc += 0.05 * (float(np.clip(sim, -2.0, 1.0)) - 1.0) - 0.01
+                heavy = wt[i] >= 1.2 * other_max[i]
+                sc += 0.02 if (sim >= 0 and heavy) else 0.05 * (min(sim, 0.0) - 1.0)
             if sc > best[j] + 1e-9:
                 best[j], prev[j] = sc, i
     if prev[n - 1] < 0:
@@ -947,7 +966,7 @@ def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
         if ac[jj] > 0.3 * ac[k]:
             p = _parabolic(ac, jj) / m
             break
-    return float(p)
+    return float(p) if math.isfinite(p) and p >= MIN_GRID_PX else None
 
 
 def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
@@ -986,6 +1005,8 @@ def _grid_line_strengths(sig: np.ndarray, r0: int, r1: int, p: float):
     hist = np.bincount(np.floor(ph).astype(int), weights=x, minlength=int(math.ceil(p)))
     phase = float(np.argmax(hist))
     half = max(1, int(0.25 * p))
+    wide = max(2, int(0.4 * p))
+    base = float(np.median(x))
     rows, strengths = [], []
     t = phase
     while t < n:
@@ -993,33 +1014,39 @@ def _grid_line_strengths(sig: np.ndarray, r0: int, r1: int, p: float):
         a, b = max(0, c - half), min(n, c + half + 1)
         if b > a:
             j = a + int(np.argmax(x[a:b]))
-            # line strength: ink in a +-1 row window around the peak
-            strengths.append(float(x[max(0, j - 1):j + 2].sum()))
+            # line strength: ink above the paper level within +-0.4 p of the peak, so
+            # a heavier line counts more even when thin lines already fill their rows
+            win = x[max(0, j - wide):j + wide + 1]
+            strengths.append(float(np.clip(win - base, 0, None).sum()))
             rows.append(r0 + j)
-            t = j + p  # follow slow drift (paper stretch)
+            t = t + p + 0.3 * (j - t)  # follow slow drift (paper stretch), damped
         else:
             t += p
     return np.array(rows), np.array(strengths)
 
 
 def _find_major(sig: np.ndarray, body: np.ndarray, p: float) -> float | None:
+    """Major spacing: the shortest period n (2, 4, 5 or 10 minor lines) whose heaviest
+    phase stands out (mean strength >= 1.25 x the other phases, and nearly as much as
+    the best period does)."""
     rows, st = _grid_line_strengths(sig, int(body[0]), int(body[-1]) + 1, p)
     if len(st) < 20:
         return None
-    best, best_n = 1.0, None
-    for nper in (10, 5, 4, 2):  # prefer the longer period when both fit
+    ratios = {}
+    for nper in (2, 4, 5, 10):
         if len(st) < 3 * nper:
             continue
-        means = [st[i::nper].mean() for i in range(nper)]
+        means = np.array([st[i::nper].mean() for i in range(nper)])
         i = int(np.argmax(means))
-        others = np.delete(np.arange(nper), i)
-        rest = np.mean([means[j] for j in others])
-        ratio = means[i] / max(rest, 1e-6)
-        if ratio > best * 1.05 and ratio >= 1.25:
-            best, best_n = ratio, nper
-    if best_n is None:
+        rest = np.delete(means, i).mean()
+        ratios[nper] = float(means[i] / max(rest, 1e-6))
+    if not ratios:
         return None
-    return best_n * p
+    best = max(ratios.values())
+    for nper in sorted(ratios):
+        if ratios[nper] >= max(1.25, 0.85 * best):
+            return nper * p
+    return None
 
 
 def _grid_peaks(sig: np.ndarray, r0: int, r1: int, level: float) -> np.ndarray:
@@ -1039,7 +1066,7 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
     if p is None:
         return r0
     body = sig[r0:r1]
-    q = float(np.quantile(body, max(0.0, 1.0 - 1.0 / p))) if len(body) else 0.0
+    q = float(np.quantile(body, min(1.0, max(0.0, 1.0 - 1.0 / p)))) if len(body) else 0.0
     if q <= 0:
         return r0
     lo = max(0, r0 - STRIP_ROWS)
@@ -1062,3 +1089,34 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
                 r -= 1
             return r
     return r0
+
+
+def _extend_bottom(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:
+    """End row of the last section, carried down while the horizontal grid goes on at
+    spacing ``p`` below it (vertical lines may fade before the grid ends)."""
+    r0, r1 = section
+    if p is None or r1 >= len(sig):
+        return r1
+    body = sig[r0:r1]
+    q = float(np.quantile(body, min(1.0, max(0.0, 1.0 - 1.0 / p)))) if len(body) else 0.0
+    if q <= 0:
+        return r1
+    pk = _grid_peaks(sig, max(r0, r1 - 4 * int(p + 1)), len(sig), 0.5 * q)
+    tol = max(1.5, 0.12 * p)
+    end, last, missed = r1, None, 0
+    for r in pk:
+        if last is None:
+            if r < r1 - 2 * p:
+                continue
+            last = r
+            continue
+        k = (r - last) / p
+        if k < 0.5:
+            continue
+        if abs(k - round(k)) * p <= tol and round(k) <= 3:
+            last = r
+            end = max(end, int(r + 1))
+        else:
+            break
+    # one grid spacing after the last line still belongs to the log
+    return int(min(len(sig), max(r1, end)))

@@ -1,0 +1,164 @@
+"""logdigit.layout: skew, tracks, depth track, grid and header found on pages whose
+layout is known by construction; exact coordinate mapping; bounded deskew."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from _layout_synth import make_log
+from logdigit.layout import Layout, analyse, deskew, estimate_skew
+
+
+@pytest.mark.parametrize("skew", [0.0, 0.6, -1.4, 2.0])
+def test_synthetic_log(skew):
+    s = make_log(h=3000, w=1000, skew=skew, seed=1)
+    lay = analyse(s.image)
+    assert lay.skew_deg == pytest.approx(skew, abs=0.02)
+    assert len(lay.tracks) == 3
+    for got, want in zip(lay.tracks, s.tracks):
+        assert abs(got[0] - want[0]) <= 2 and abs(got[1] - want[1]) <= 2, (lay.tracks, s.tracks)
+    assert lay.depth_track is not None
+    assert abs(lay.depth_track[0] - s.depth_track[0]) <= 2
+    assert abs(lay.depth_track[1] - s.depth_track[1]) <= 2
+    assert lay.grid_minor_px == pytest.approx(s.minor, abs=0.05)
+    assert lay.grid_major_px == pytest.approx(s.major, abs=0.3)
+    assert abs(lay.header_bottom - s.header_bottom) <= 3
+    assert abs(lay.log_bottom - s.log_bottom) <= 3
+    assert lay.notes == []
+    json.dumps(lay.to_dict())  # JSON-able
+
+
+def test_grid_spacing_other_values():
+    s = make_log(h=2500, w=900, minor=14, major_every=10, seed=2)
+    lay = analyse(s.image)
+    assert lay.grid_minor_px == pytest.approx(14, abs=0.05)
+    assert lay.grid_major_px == pytest.approx(140, abs=0.5)
+
+
+def test_long_scan_skew_is_exact():
+    """A tall strip: the long-baseline refinement must pin the skew far below the
+    0.05 deg band search step (else lines drift over the height)."""
+    s = make_log(h=20000, w=700, skew=0.37, header=300, seed=3)
+    lay = analyse(s.image)
+    assert lay.skew_deg == pytest.approx(0.37, abs=0.003)
+    assert len(lay.tracks) == 3
+
+
+def test_estimate_skew_alone_within_band_step():
+    s = make_log(h=3000, w=1000, skew=-0.8, seed=4)
+    ang, conf = estimate_skew(s.image)
+    assert ang == pytest.approx(-0.8, abs=0.05) and conf > 0.5
+
+
+def test_blank_and_noise_pages_do_not_fail():
+    blank = np.full((500, 400), 255, np.uint8)
+    lay = analyse(blank)
+    assert lay.tracks == [] and lay.skew_deg == 0.0 and lay.notes
+    noise = (np.random.default_rng(0).random((600, 500)) > 0.3).astype(np.uint8) * 255
+    lay = analyse(noise)
+    assert lay.tracks == [] and lay.grid_minor_px is None
+    assert lay.header_bottom == 0 and lay.log_bottom == 600
+
+
+def test_analyse_refuses_non_uint8():
+    with pytest.raises(ValueError, match="uint8"):
+        analyse(np.zeros((100, 100), np.float32))
+
+
+@pytest.mark.parametrize("skew", [0.0, 1.3, -2.0])
+def test_coordinate_mapping_inverse_and_matches_image(skew):
+    h, w = 900, 700
+    lay = Layout(shape=(h, w), skew_deg=skew)
+    rng = np.random.default_rng(5)
+    r, c = rng.uniform(0, h, 50), rng.uniform(0, w, 50)
+    r2, c2 = lay.to_stored(*lay.to_deskewed(r, c))
+    np.testing.assert_allclose(r2, r, atol=1e-9)
+    np.testing.assert_allclose(c2, c, atol=1e-9)
+    np.testing.assert_allclose(lay.columns_to_stored(lay.columns_to_deskewed(c)), c, atol=1e-9)
+    # a dot drawn in the straight page lands where to_stored says in the stored scan
+    straight = np.full((h, w), 255, np.uint8)
+    rd, cd = 200, 520
+    straight[rd - 2:rd + 3, cd - 2:cd + 3] = 0
+    stored = deskew(straight, -skew)
+    rs, cs = lay.to_stored(rd, cd)
+    ys, xs = np.nonzero(stored < 128)
+    assert abs(ys.mean() - rs) < 0.5 and abs(xs.mean() - cs) < 0.5
+    # and deskewing the stored scan brings it back
+    back = deskew(stored, skew)
+    ys, xs = np.nonzero(back < 128)
+    assert abs(ys.mean() - rd) < 0.5 and abs(xs.mean() - cd) < 0.5
+
+
+def test_deskew_by_blocks_equals_one_warp():
+    s = make_log(h=1500, w=600, skew=0.0, seed=6)
+    a = deskew(s.image, 1.7, block_rows=100)
+    b = deskew(s.image, 1.7, block_rows=4096)
+    assert a.shape == s.image.shape and a.dtype == np.uint8
+    assert np.mean(a != b) < 1e-3  # same maths, same pixels (bar rounding at block edges)
+    assert a[0, 0] == 255  # fill from outside the scan is paper-white
+
+
+def test_deskew_zero_is_a_copy():
+    g = make_log(h=300, w=200, seed=7).image
+    d = deskew(g, 0.0)
+    np.testing.assert_array_equal(d, g)
+    assert d is not g
+
+
+def test_layout_dict_roundtrip():
+    s = make_log(h=2000, w=800, skew=0.4, seed=8)
+    lay = analyse(s.image)
+    again = Layout.from_dict(json.loads(json.dumps(lay.to_dict())))
+    assert again.tracks == lay.tracks and again.depth_track == lay.depth_track
+    assert again.skew_deg == pytest.approx(lay.skew_deg, abs=1e-4)
+    assert math.isclose(again.grid_minor_px, lay.grid_minor_px, abs_tol=1e-3)
+
+
+# -- rendered pages (training.synth) ------------------------------------------------
+
+RENDERED = [1, 5, 11]  # 3 tracks with log grids / 4 tracks, skewed / one track, skew -0.96
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    synth = pytest.importorskip("training.synth")
+    from training.synth.config import RenderConfig
+    from training.synth.page import page_model
+    out = {}
+    for i in RENDERED:
+        page = synth.render_page(0, i, height=6000)
+        spec, _ = page_model(0, i, RenderConfig(), {"height": 6000})
+        out[i] = (page, spec)
+    return out
+
+
+@pytest.mark.parametrize("index", RENDERED)
+def test_rendered_page(rendered, index):
+    import cv2
+    page, spec = rendered[index]
+    img = page.image if page.image.ndim == 2 else cv2.cvtColor(page.image, cv2.COLOR_RGB2GRAY)
+    lay = analyse(img)
+    assert lay.skew_deg == pytest.approx(page.meta["skew_deg"], abs=0.1)
+    assert abs(lay.skew_deg - page.meta["skew_deg"]) < 0.01  # what we actually achieve
+    # tracks in the unrotated frame of the renderer (= our deskewed frame)
+    want = [(t.x0, t.x1) for t in spec.tracks]
+    assert len(lay.tracks) == len(want), (lay.tracks, want)
+    for (a, b), (c, d) in zip(lay.tracks, want):
+        assert abs(a - c) <= 3 and abs(b - d) <= 3, (lay.tracks, want)
+    # and the calibration's stored columns (the renderer puts them within a few px)
+    for (a, b), tc in zip(lay.tracks, page.calibration.tracks):
+        xs = lay.columns_to_stored([a, b])
+        assert abs(xs[0] - tc.x[0]) <= 7 and abs(xs[1] - tc.x[1]) <= 7
+    minor_px = spec.hgrid[0] * page.meta["rows_per_unit"]
+    assert lay.grid_minor_px == pytest.approx(minor_px, rel=0.01)
+    top, bottom = page.meta["body_rows"]
+    assert abs(lay.header_bottom - top) <= max(8, minor_px)
+    assert abs(lay.log_bottom - bottom) <= max(8, minor_px)
+    dx = page.meta["depth_track_x"]
+    assert lay.depth_track is not None
+    centre = sum(lay.depth_track) / 2
+    assert dx[0] <= centre <= dx[1]
