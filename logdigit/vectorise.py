@@ -43,6 +43,7 @@ class TrackerConfig:
 
     merge_px: int = 2             #: runs in one row closer than this are one candidate
     merge_broken_px: int = 12     #: the same for dashed, dotted and dash-dot classes
+    max_run_share: float = 0.9    #: runs wider than this share of the track are grid lines
     slack_px: float = 2.0         #: free gap between consecutive rows' runs
     slack_width: float = 1.0      #: ... plus this times the narrower run's width
     jump_cost: float = 0.5        #: cost per px of gap beyond slack
@@ -308,6 +309,13 @@ class CurveTrace:
     confidence: np.ndarray
 
 
+def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
+    """Drop runs spanning more than ``cfg.max_run_share`` of the track width (horizontal
+    grid lines taken for curve pixels)."""
+    wide = (runs.ends - runs.starts) > cfg.max_run_share * width
+    return runs.subset(~wide) if wide.any() else runs
+
+
 def track_window(xl: float, xr: float, width: int) -> tuple[int, int]:
     """Columns ``[c0, c1)`` searched for a track whose edges are at ``xl``, ``xr``."""
     return max(0, int(math.floor(xl))), min(width, int(math.ceil(xr)) + 1)
@@ -353,9 +361,9 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     shared = None
     merge = cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
     if masks is None:
-        shared = find_runs(classes[top:bottom, c0:c1] == cls, merge)
+        shared = _narrow(find_runs(classes[top:bottom, c0:c1] == cls, merge), cfg, width)
     for k in range(n_curves):
-        runs = shared if masks is None else find_runs(masks[k], merge)
+        runs = shared if masks is None else _narrow(find_runs(masks[k], merge), cfg, width)
         if wrap[k]:  # track in unrolled columns: levels -1, 0, +1 of backup traces
             uruns, lv, src = unroll(runs, int(round(width)))
             upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv))
