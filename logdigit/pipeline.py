@@ -449,7 +449,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         table.notes.append("UNCALIBRATED: no calibration was given; DEPT is the (deskewed) "
                            "pixel row and curves are fractions of the track width "
                            "(0 = left edge, 1 = right edge)")
-    for col in columns:
+    for col in columns if plan.calibrated else []:
         if col.coverage < 0.5:
             warnings.append(f"{col.mnemonic}: read on only {100 * col.coverage:.0f}% of the "
                             "depth samples")
