@@ -188,8 +188,11 @@ def _pattern(rng: np.random.Generator, style: str, width: int) -> tuple[float, .
         return (on, rng.uniform(2.5, 5.5) + 1.2 * w)
     on = rng.uniform(12, 26) + 2 * w          # dash-dot / long dash
     gap = rng.uniform(3.5, 7.0) + w
-    if rng.random() < 0.25:                     # long dash - short dash
+    r = rng.random()
+    if r < 0.2:                                 # long dash - short dash
         return (on, gap, rng.uniform(4, 7) + w, gap)
+    if r < 0.35:                                # long dash only (class dashdot per the class map)
+        return (1.7 * on + 8, 1.3 * gap)
     return (on, gap, rng.uniform(0.5, 2.0), gap)
 
 
