@@ -26,7 +26,8 @@ from .writer import write_page, write_tile
               help="instance masks: multiclass class ids or binary 0/1")
 @click.option("--pages", is_flag=True, help="write whole pages (TIFF + calibration YAML + truth CSV)")
 @click.option("--count", "-n", type=click.IntRange(min=1), required=True, help="number of instances / pages")
-@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="output folder (created)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
               help="first index (to extend a set or split work)")
