@@ -564,6 +564,37 @@ def _residual_skew(prof: _Profiles, group_rows: int | None = None) -> float | No
 
 # -- vertical lines and sections -------------------------------------------------
 
+def _bin_rows_mean(rowbins: np.ndarray, b0: int, b1: int, step: int = 8192) -> np.ndarray:
+    """[H] float32 mean over column bins [b0, b1) of ``rowbins``, in row blocks (no
+    float copy of the whole profile)."""
+    h = rowbins.shape[0]
+    out = np.empty(h, np.float32)
+    n = max(1, b1 - b0)
+    for r0 in range(0, h, step):
+        out[r0:r0 + step] = rowbins[r0:r0 + step, b0:b1].sum(1, dtype=np.int64) / n
+    return out
+
+
+def _bins_sum_rows(rowbins: np.ndarray, bins, step: int = 8192) -> np.ndarray:
+    """[H] int64 sum over the listed column bins, in row blocks."""
+    h = rowbins.shape[0]
+    out = np.empty(h, np.int64)
+    idx = np.asarray(bins, int)
+    for r0 in range(0, h, step):
+        out[r0:r0 + step] = rowbins[r0:r0 + step][:, idx].sum(1, dtype=np.int64)
+    return out
+
+
+def _masked_rows_mean(rowbins: np.ndarray, rows_mask: np.ndarray) -> np.ndarray:
+    """[nbins] float64 mean over the rows in ``rows_mask`` (summed run by run)."""
+    acc = np.zeros(rowbins.shape[1], np.int64)
+    n = 0
+    for a, b in _runs(rows_mask):
+        acc += rowbins[a:b].sum(0, dtype=np.int64)
+        n += b - a
+    return acc / max(1, n)
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Runs of True in a 1-D bool array as (start, end) half-open."""
     m = np.concatenate([[False], np.asarray(mask, bool), [False]])
@@ -672,8 +703,7 @@ def _gap_stats(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray):
     b1 = int(math.floor(x1 / bw))
     if b1 - b0 < 1:
         return 0.0, 0.0
-    sub = prof.rowbins[rows_mask, b0:b1].astype(np.float32) / bw
-    rowfrac = sub.mean(1)
+    rowfrac = _bin_rows_mean(prof.rowbins, b0, b1)[rows_mask] / bw
     return float((rowfrac >= 0.8).mean()), float(rowfrac.mean())
 
 
@@ -701,7 +731,7 @@ def _grid_contrast(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray) -> 
         if b1 - b0 < 1:
             g["grid"] = 0.0
             continue
-        rf = prof.rowbins[:, b0:b1].astype(np.float32).mean(1) / bw
+        rf = _bin_rows_mean(prof.rowbins, b0, b1) / bw
         # a line may sit one row off the lattice row
         at = np.maximum(rf[on], np.maximum(rf[np.clip(on - 1, 0, h - 1)], rf[np.clip(on + 1, 0, h - 1)]))
         g["grid"] = float(max(0.0, at.mean() - rf[mid].mean()))
@@ -772,7 +802,7 @@ def _margin_depth_track(tracks, prof: _Profiles, rows_mask: np.ndarray, w: int):
     with more ink. Returns (x0, x1) or None."""
     bw = prof.bin_w
     nb = prof.rowbins.shape[1]
-    share = prof.rowbins[rows_mask].mean(0) / bw        # ink share per bin
+    share = _masked_rows_mean(prof.rowbins, rows_mask) / bw   # ink share per bin
     best = None
     for side in ("left", "right"):
         if side == "left":
@@ -924,7 +954,7 @@ def _span_signal(prof: _Profiles, spans) -> np.ndarray | None:
         bins.extend(range(b0, max(b0, b1)))
     if not bins:
         return None
-    return prof.rowbins[:, bins].astype(np.float32).sum(1) / (len(bins) * bw)
+    return (_bins_sum_rows(prof.rowbins, bins) / (len(bins) * bw)).astype(np.float32)
 
 
 def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
