@@ -15,7 +15,6 @@ the track width) and the share within 0.5 %. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from bench._results import write_results  # noqa: E402
 
 from logdigit.constants import CURVE_STYLES  # noqa: E402
 from training.synth import render_page  # noqa: E402
@@ -66,10 +67,7 @@ def main(argv=None) -> dict:
         if row["rows"]:
             print(f"{s:<10}{row['rows']:>9}{100 * row['checkable']:>10.1f}%{row['median_pct']:>10.3f}"
                   f"{row['p95_pct']:>8.3f}{row['p99_pct']:>8.3f}{100 * row['within']:>8.2f}%")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {a.out}")
-    return res
+    return write_results(res, a.out)
 
 
 if __name__ == "__main__":

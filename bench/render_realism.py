@@ -24,7 +24,6 @@ Prints a table (median over files, per source) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from bench._results import write_results  # noqa: E402
 
 KEYS = ("ink", "hrun_p50", "hrun_p90", "vrun_p50", "vrun_p90", "grid_rows", "grid_cols", "specks", "comp_px")
 
@@ -113,10 +114,7 @@ def main(argv=None) -> dict | None:
     for name, row in med.items():
         print(f"{name:<18}" + "".join(f"{row[k]:>10.4g}" for k in KEYS))
     res = {"median": med, "real": real, "rendered": rend, "rows": a.rows, "pages": a.pages}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {a.out}")
-    return res
+    return write_results(res, a.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ contain each class, and curve styles per page. Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from bench._results import write_results  # noqa: E402
 
 from logdigit.constants import CLASS_MAP, NUM_CLASSES  # noqa: E402
 from training.synth import RenderConfig, render_page, render_tile  # noqa: E402
@@ -106,10 +107,7 @@ def main(argv=None) -> dict:
         p = res["pages"]
         print(f"render_page: {p['pages']} pages, {p['s_per_page']:.2f} s/page, {p['mpx_per_s']:.1f} Mpx/s, "
               f"{p['mean_mpx_per_page']:.1f} Mpx/page; styles {p['curve_styles']}")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {a.out}")
-    return res
+    return write_results(res, a.out)
 
 
 if __name__ == "__main__":

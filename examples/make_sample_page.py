@@ -3,8 +3,9 @@
     python examples/make_sample_page.py [--out examples]
 
 The page is ``render_page(2026, 1, height=3000, width=1200, binarize=True, colour=False,
-header=True, n_tracks=3)``: a 1-bit CCITT G4 scan with a header, three tracks (linear,
-logarithmic, linear), seven curves in all four line styles and a slight skew.
+header=True, n_tracks=3)``: a 1-bit CCITT G4 scan with a header and three tracks
+(linear, logarithmic, linear) holding curves in all four line styles. The renderer
+evolves, so re-running it may draw a different page than the committed one.
 """
 
 from __future__ import annotations
