@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from .calibration import (Calibration, CurveCalibration, DepthCalibration, DepthTie,
-                          load_calibration)
+                          fraction_to_value, load_calibration)
 from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
 from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
@@ -404,8 +404,9 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                 elif len(cs) > 1:
                     warnings.append(
                         f"track {tp.index + 1}: {len(cs)} {cs[0].style if not binary else ''} "
-                        f"curves ({', '.join(c.mnemonic for c in cs)}) without colours: "
-                        "assigned in reading order; check the QC overlay")
+                        f"curves ({', '.join(c.mnemonic for c in cs)}) not told apart by "
+                        "colour (grey scan or no color keys): assigned in reading order; "
+                        "check the QC overlay")
             traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
                                   wrap=[c.wrap for c in cs], confidence=confidence,
                                   rows=plan.rows, masks=masks)
@@ -445,7 +446,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     table = DepthTable(depth=grid, depth_unit=unit, step=step, curves=columns)
     if plan.calibrated:
         table.notes.append(depth_note)
-    if not plan.calibrated:
+    else:
         table.notes.append("UNCALIBRATED: no calibration was given; DEPT is the (deskewed) "
                            "pixel row and curves are fractions of the track width "
                            "(0 = left edge, 1 = right edge)")
@@ -457,7 +458,6 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
 
 
 def _values(frac: np.ndarray, c: CurveCalibration) -> np.ndarray:
-    from .calibration import fraction_to_value
     with np.errstate(over="ignore", invalid="ignore"):
         return fraction_to_value(frac, c)
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import CurveCalibration, fraction_to_value
 from .constants import STYLE_TO_CLASS
 
 
@@ -425,11 +424,6 @@ def resample_rows(depth_of_row: np.ndarray, y: np.ndarray, depths: np.ndarray) -
     exact[ok] = t == 0
     out[exact] = y[i0[t == 0]]
     return out
-
-
-def to_values(frac: np.ndarray, curve: CurveCalibration) -> np.ndarray:
-    """Fractions of track width -> curve values (linear, log, reversed)."""
-    return fraction_to_value(frac, curve)
 
 
 def depth_grid(d_top: float, d_bottom: float, step: float) -> np.ndarray:

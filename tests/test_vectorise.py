@@ -184,7 +184,7 @@ def test_same_style_split_by_colour():
         t = np.interp(depth, 100 + rows * 0.1, truth / 300.0)
         err = np.abs(got[name] - t)[far & np.isfinite(got[name])]
         assert np.median(err) < 0.005 and np.isfinite(got[name]).mean() > 0.9, name
-    assert not any("without colours" in w_ for w_ in dig.warnings)
+    assert not any("not told apart" in w_ for w_ in dig.warnings)
 
 
 def test_binary_model_uncalibrated_names():
