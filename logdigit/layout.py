@@ -94,6 +94,10 @@ class Layout:
         0..1, how many bands agreed on the skew.
     notes : list of str
         What could not be found, in words.
+    drift : list of (row, dx)
+        Sideways wander of the track lines (paper drift), sampled down the scan: at
+        deskewed row ``row`` the lines run ``dx`` px right of the columns in ``tracks``.
+        Empty when the lines are straight (within 2 px). See :meth:`drift_at`.
     """
 
     shape: tuple[int, int]
@@ -109,6 +113,7 @@ class Layout:
     threshold: int = 128
     skew_confidence: float = 0.0
     notes: list[str] = field(default_factory=list)
+    drift: list[tuple[int, float]] = field(default_factory=list)
 
     # -- coordinates ----------------------------------------------------------
     @property
@@ -141,6 +146,15 @@ class Layout:
         # the stored point on row cy whose deskewed column is c: x - cx = (c - cx) / cos
         return cx + (c - cx) / math.cos(math.radians(self.skew_deg))
 
+    def drift_at(self, rows) -> np.ndarray:
+        """Sideways offset (px, deskewed) of the track lines at deskewed ``rows``:
+        a border listed at column x runs at x + drift_at(row). Zeros when no drift."""
+        r = np.asarray(rows, dtype=np.float64)
+        if not self.drift:
+            return np.zeros_like(r)
+        rr, dd = zip(*self.drift)
+        return np.interp(r, rr, dd)
+
     # -- output ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists, floats rounded to 0.001 px)."""
@@ -150,6 +164,7 @@ class Layout:
         d["tracks"] = [[int(a), int(b)] for a, b in self.tracks]
         d["depth_track"] = None if self.depth_track is None else [int(v) for v in self.depth_track]
         d["sections"] = [[int(a), int(b)] for a, b in self.sections]
+        d["drift"] = [[int(r), round(float(v), 2)] for r, v in self.drift]
         for k in ("grid_minor_px", "grid_major_px"):
             d[k] = None if d[k] is None else round(float(d[k]), 3)
         d["skew_confidence"] = round(float(self.skew_confidence), 3)
@@ -165,6 +180,7 @@ class Layout:
         d["tracks"] = [tuple(t) for t in d.get("tracks", [])]
         d["depth_track"] = None if d.get("depth_track") is None else tuple(d["depth_track"])
         d["sections"] = [tuple(s) for s in d.get("sections", [])]
+        d["drift"] = [tuple(v) for v in d.get("drift", [])]
         return cls(**d)
 
 
@@ -310,12 +326,23 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
             prof = _profiles(grey, skew, thr)
     lay = Layout(shape=(h, w), skew_deg=float(skew), threshold=thr, skew_confidence=conf,
                  log_bottom=h, notes=notes)
+    drift = _track_drift(prof)
+    shifts = None
+    if drift is not None:  # paper wander: measure everything on straightened strips
+        shifts = np.round(drift).astype(int)
+        prof = _profiles(grey, skew, thr, shifts)
+        s = prof.strip_rows
+        lay.drift = [(int(i * s + prof.strip_h[i] // 2), round(float(v), 2))
+                     for i, v in enumerate(drift)]
+        notes.append(f"track lines wander sideways by up to {np.abs(drift).max():.0f} px "
+                     f"along the scan: columns are where the lines run on average; see "
+                     f"Layout.drift_at")
     lines, sections = _find_lines_and_sections(prof, h)
     if not lines:
         notes.append("no vertical track lines found: tracks not detected")
     lay.lines = lines
     if sections:
-        sections = _refine_sections(grey, skew, thr, lines, sections)
+        sections = _refine_sections(grey, skew, thr, lines, sections, shifts)
     body = sections or [(0, h)]
     lay.sections = sections
     lay.header_bottom, lay.log_bottom = body[0][0], body[-1][1]
@@ -448,7 +475,23 @@ class _Profiles:
     dark: np.ndarray      # [n_strips, W] uint32: sum of (255 - grey) per column per strip
 
 
-def _profiles(grey: np.ndarray, skew: float, thr: int) -> _Profiles:
+def _shift_cols(a: np.ndarray, d: int, fill) -> np.ndarray:
+    """``a`` [rows, W] moved left by ``d`` columns (right for d < 0), ``fill`` coming in."""
+    if d == 0:
+        return a
+    out = np.full_like(a, fill)
+    if d > 0:
+        out[:, :-d] = a[:, d:]
+    else:
+        out[:, -d:] = a[:, :d]
+    return out
+
+
+def _profiles(grey: np.ndarray, skew: float, thr: int,
+              shifts: np.ndarray | None = None) -> _Profiles:
+    """One pass over the deskewed scan in strips: ink per column per strip, darkness per
+    column per strip, ink per row per column bin. ``shifts`` [n_strips] int moves each
+    strip left by that many columns first (undoing sideways drift of the paper)."""
     h, w = grey.shape
     s = STRIP_ROWS
     ns = (h + s - 1) // s
@@ -464,10 +507,13 @@ def _profiles(grey: np.ndarray, skew: float, thr: int) -> _Profiles:
         blk = _deskew_rows(grey, skew, b0, b1)
         for r0 in range(b0, b1, s):
             r1 = min(b1, r0 + s)
-            ink = blk[r0 - b0:r1 - b0] < thr
             si = r0 // s
+            sub = blk[r0 - b0:r1 - b0]
+            if shifts is not None:
+                sub = _shift_cols(sub, int(shifts[si]), 255)
+            ink = sub < thr
             col[si] = ink.sum(0, dtype=np.uint16)
-            dark[si] = np.subtract(255, blk[r0 - b0:r1 - b0]).sum(0, dtype=np.uint32)
+            dark[si] = np.subtract(255, sub).sum(0, dtype=np.uint32)
             strip_h[si] = r1 - r0
             pad = np.zeros((r1 - r0, nb * bw), bool)
             pad[:, :w] = ink
@@ -495,6 +541,71 @@ def _line_columns(prof: _Profiles) -> np.ndarray:
 
     bg = np.minimum(side_mean(-12, -2), side_mean(3, 13))
     return (fill >= LINE_FILL) & (fill - bg >= LINE_EXCESS)
+
+
+def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
+    """Sideways drift of the vertical lines down the scan (paper wander), per strip.
+
+    Line pieces found in each strip are linked into tracks (a piece continues a track
+    within 3 px, +1 px per skipped strip); the drift of a strip is the median offset of
+    the long tracks there from their own position, aligned between tracks by two
+    rounds of median fitting. Returns [n_strips] float px (median 0; positive = lines
+    to the right), or None when the lines stay within ``min_px``.
+    """
+    s = prof.strip_rows
+    full = prof.strip_h >= s // 2
+    cont = _line_columns(prof) & full[:, None]
+    ns = len(cont)
+    finished, active = [], []
+    for si in range(ns):
+        dets = [0.5 * (a + b - 1) for a, b in _runs(cont[si]) if b - a <= 12]
+        pairs = []
+        for ti, t in enumerate(active):
+            tol = 3 + (si - t["s"][-1] - 1)
+            for di, x in enumerate(dets):
+                dd = abs(x - t["x"][-1])
+                if dd <= tol:
+                    pairs.append((dd, ti, di))
+        used_t, used_d = set(), set()
+        for dd, ti, di in sorted(pairs):
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            active[ti]["s"].append(si)
+            active[ti]["x"].append(dets[di])
+        for di, x in enumerate(dets):
+            if di not in used_d:
+                active.append({"s": [si], "x": [x]})
+        keep = []
+        for t in active:
+            (keep if si - t["s"][-1] <= 4 else finished).append(t)
+        active = keep
+    tracks = [t for t in finished + active
+              if len(t["s"]) >= max(6, int(0.15 * max(1, full.sum())))]
+    if len(tracks) < 2:
+        return None
+    d = np.zeros(ns)
+    for _ in range(2):
+        offs = [[] for _ in range(ns)]
+        for t in tracks:
+            ss, xx = np.array(t["s"]), np.array(t["x"])
+            c = float(np.median(xx - d[ss]))
+            for si, x in zip(ss, xx):
+                offs[si].append(x - c)
+        have = np.array([len(o) >= max(2, 0.3 * len(tracks)) for o in offs])
+        if have.sum() < 2:
+            return None
+        val = np.array([float(np.median(o)) if h else 0.0 for o, h in zip(offs, have)])
+        idx = np.flatnonzero(have)
+        d = np.interp(np.arange(ns), idx, val[idx])
+        # running median over 3 strips against single-strip glitches
+        pad = np.concatenate([[d[0]], d, [d[-1]]])
+        d = np.median(np.stack([pad[:-2], pad[1:-1], pad[2:]]), 0)
+    d -= np.median(d[full]) if full.any() else 0.0
+    if np.abs(d[full]).max() < min_px:
+        return None
+    return d
 
 
 def _residual_skew(prof: _Profiles, group_rows: int | None = None) -> float | None:
@@ -661,9 +772,9 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     return lines, sections
 
 
-def _refine_sections(grey, skew, thr, lines, sections):
+def _refine_sections(grey, skew, thr, lines, sections, shifts=None):
     """Move strip-aligned section edges to the first / last row where most vertical
-    lines are inked."""
+    lines are inked (``shifts``: per-strip drift, as in :func:`_profiles`)."""
     h = grey.shape[0]
     s = STRIP_ROWS
     cols = np.array([int(round(ln["x"])) for ln in lines])
@@ -675,8 +786,13 @@ def _refine_sections(grey, skew, thr, lines, sections):
                 return r0, np.zeros(0)
             blk = _deskew_rows(grey, skew, r0, r1) < thr
             hit = np.zeros((r1 - r0, len(cols)), bool)
+            if shifts is None:
+                off = np.zeros((r1 - r0, 1), int)
+            else:
+                off = shifts[np.minimum(np.arange(r0, r1) // s, len(shifts) - 1)][:, None]
+            rr = np.arange(r1 - r0)[:, None]
             for d in (-1, 0, 1):
-                hit |= blk[:, np.clip(cols + d, 0, blk.shape[1] - 1)]
+                hit |= blk[rr, np.clip(cols[None, :] + d + off, 0, blk.shape[1] - 1)]
             cov = hit.mean(1)
             k = 9  # running median-ish: mean over 9 rows
             cov = np.convolve(cov, np.ones(k) / k, mode="same")

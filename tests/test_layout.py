@@ -162,3 +162,24 @@ def test_rendered_page(rendered, index):
     assert lay.depth_track is not None
     centre = sum(lay.depth_track) / 2
     assert dx[0] <= centre <= dx[1]
+
+
+def test_paper_wander_is_followed():
+    """Borders that wander sideways along the strip (paper drift) are still found, and
+    the wander is reported per row."""
+    h = 4000
+    s = make_log(h=h, w=700, seed=9, header=300)
+    img = np.full_like(s.image, 255)
+    dx = np.round(9 * np.sin(np.pi * np.arange(h) / h)).astype(int)  # 0 .. 9 .. 0 px
+    for r in range(h):
+        d = dx[r]
+        img[r, d:] = s.image[r, :img.shape[1] - d]
+    lay = analyse(img)
+    assert lay.drift, lay.notes
+    assert len(lay.tracks) == 3
+    rel = lay.drift_at([h / 2])[0] - lay.drift_at([400])[0]
+    assert rel == pytest.approx(dx[h // 2] - dx[400], abs=2)
+    for (a, b), (c, d) in zip(lay.tracks, s.tracks):  # columns: where the lines run on average
+        assert abs(a - c) <= 10 and abs(b - d) <= 10
+    straight = analyse(s.image)
+    assert straight.drift == [] and straight.drift_at([100])[0] == 0
