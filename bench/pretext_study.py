@@ -95,6 +95,14 @@ GRIDS: dict[str, Grid] = {
                 "steps (batch 32), DenseCL momentum 0.999; 2000 fine-tuning steps (batch 16); "
                 "labelled pool 15,000 tiles; 1000 val tiles. Not run yet: duration unmeasured"),
 }
+#: the cpu grid's 2048-page pretraining reused with 3x longer fine-tuning at 1 % / 10 % labels
+GRIDS["cpu_long"] = dataclasses.replace(
+    GRIDS["cpu"], name="cpu_long", pretrain_budgets=(2048,), label_fractions=(0.01, 0.1),
+    finetune_steps=600,
+    note="cpu grid follow-up: same pretraining checkpoints as the cpu grid (2048 pages, read "
+         "from its run folder), fine-tuning 600 steps instead of 200, 1 % and 10 % labels only")
+#: grids that share another grid's run folder (pretraining checkpoints, pools, tile cache)
+SHARED_WORK = {"cpu_long": "cpu"}
 
 
 # ----------------------------------------------------------------------------- data
@@ -247,7 +255,7 @@ def finetune(grid: Grid, init: str, budget: int | None, fraction: float, ckpt: s
     from training import finetune as ft
 
     name = f"{init.replace('+', '_')}_{budget or 0}_{fraction:g}" + (f"_s{seed}" if seed else "")
-    out = work / "finetune" / name
+    out = work / ("finetune" if grid.name == "cpu" else f"finetune_{grid.name}") / name
     cfg = finetune_cfg(grid, init, ckpt, fraction, out, seed)
     t0 = time.time()
     res = ft.run(cfg, quiet=True)
@@ -455,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if grid.name == "cpu" else f"_{grid.name}"
     out = Path(args.out or ROOT / "bench" / "results" / f"pretext_study{suffix}.json")
     png = Path(args.png) if args.png else out.with_suffix(".png")
-    work = Path(args.work or ROOT / "runs" / f"pretext_study_{grid.name}")
+    work = Path(args.work or ROOT / "runs" / f"pretext_study_{SHARED_WORK.get(grid.name, grid.name)}")
 
     if args.redraw:
         data = json.loads(out.read_text())
