@@ -19,14 +19,15 @@ TOLERANCE = 0.005  #: fraction of the track width
 
 
 def row_positions(mask: np.ndarray, class_id: int, x: tuple[int, int]) -> np.ndarray:
-    """Mean column of ``class_id`` pixels per row inside track columns ``x``: float64 [H].
+    """Mean column of ``class_id`` pixels per row strictly inside track border columns
+    ``x``: float64 [H].
 
     NaN where the row holds no full cross-section of the line (no pixels, or only
     a dash's end cap: fewer pixels than the curve's median per row) or more than
     one run of pixels (a wrapped trace leaving one edge while its backup enters at
     the other: ambiguous for a single row).
     """
-    x0, x1 = x
+    x0, x1 = x[0] + 1, x[1] - 1   # border columns excluded: neighbouring tracks share them
     band = mask[:, x0:x1 + 1] == class_id
     cols = np.arange(x0, x1 + 1, dtype=np.float64)
     n = band.sum(1)

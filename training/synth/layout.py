@@ -339,6 +339,8 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             else:
                 wrap = fam.wrap_ok and erng.random() < cfg.wrap_prob
             frac = family_fraction(erng, fam, beds, float(left), float(right), scale, wrap, wiggle)
+            if analogue:    # sharp single-sample spikes of old analogue recordings (own stream)
+                frac = _spikes(rng_for(seed, page_id, 8, len(curves)), frac, wrap)
             if bool(ov.get("wraps", False)) and wrap:
                 frac = _force_excursion(erng, frac)
             frac = _dropouts(erng, frac, cfg, ov, rpu / (FT_PER_M if metric else 1.0))
@@ -510,6 +512,21 @@ def _scale_band(rng, tracks, curves, top: int, bottom: int, legend: list, labels
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
+
+
+def _spikes(rng: np.random.Generator, frac: np.ndarray, wrap: bool) -> np.ndarray:
+    """Add sparse sharp spikes (1-2 model samples, 2-12 % of the track) to a curve."""
+    n = len(frac)
+    k = int(n * rng.uniform(0.003, 0.03))
+    if k == 0:
+        return frac
+    out = frac.copy()
+    at = rng.integers(0, n, k)
+    amp = rng.uniform(0.02, 0.12, k) * rng.choice([-1.0, 1.0], k)
+    out[at] += amp
+    two = at[rng.random(k) < 0.5] + 1
+    out[np.minimum(two, n - 1)] += 0.5 * amp[: len(two)]
+    return np.clip(out, -0.95, 1.95) if wrap else np.clip(out, 0.004, 0.996)
 
 
 def _force_excursion(rng: np.random.Generator, frac: np.ndarray) -> np.ndarray:
