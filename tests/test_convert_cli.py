@@ -140,11 +140,14 @@ def _bad_inputs(tmp_path, model):
         "missing scan": ([tmp_path / "absent.tif", "-o", tmp_path / "o.las", "--model", model],
                          tmp_path / "absent.tif"),
         "page": ([good, "-o", tmp_path / "o.las", "--model", model, "--page", 3], good),
+        "unwritable output": ([good, "-o", junk / "o.las", "--calibration", c, "--model", model],
+                              junk),
     }
 
 
 @pytest.mark.parametrize("case", ["not an image", "truncated", "too small", "calibration",
-                                  "junk model", "no metadata", "missing scan", "page"])
+                                  "junk model", "no metadata", "missing scan", "page",
+                                  "unwritable output"])
 def test_errors_one_line_exit_1(tmp_path, model, case):
     args, named = _bad_inputs(tmp_path, model)[case]
     r = _run(*args)

@@ -33,11 +33,16 @@ def convert(scan, output, calibration, model, page, fmt, qc, step, threads, devi
 
     Exit status: 0 written, 1 failed (bad scan, calibration or model), 2 bad usage.
     """
+    from .._lazycli import InputError
     from ..pipeline import convert_file
 
-    res = convert_file(scan, output, calibration=calibration, model=model, page=page, fmt=fmt,
-                       qc_path=qc, step=step, threads=threads, device=device,
-                       progress=not quiet and sys.stderr.isatty())
+    try:
+        res = convert_file(scan, output, calibration=calibration, model=model, page=page,
+                           fmt=fmt, qc_path=qc, step=step, threads=threads, device=device,
+                           progress=not quiet and sys.stderr.isatty())
+    except OSError as e:   # e.g. an output folder that cannot be written
+        where = e.filename or output
+        raise InputError(f"{where}: cannot write: {e.strerror or e}") from None
     if not quiet:
         for w in res.warnings:
             click.echo(f"logdigit: note: {scan}: {w}", err=True)
