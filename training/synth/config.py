@@ -62,6 +62,7 @@ class RenderConfig:
     edge_prob: float = 0.12                       #: dark page-edge bar down one side
     stain_prob: float = 0.25
     fold_prob: float = 0.2
+    streak_prob: float = 0.15                     #: thin scanner streaks down the page
     bleed_prob: float = 0.2                       #: bleed-through from the reverse side
     handwriting_prob: float = 0.35                #: handwritten picks and notes
     stamp_prob: float = 0.2

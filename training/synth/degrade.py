@@ -49,6 +49,9 @@ def _paper(spec: PageSpec, y0: int, x0: int, h: int, w: int) -> np.ndarray:
     for yc, half, depth in p["bands"]:
         if abs(yc - (y0 + h / 2)) < h / 2 + 4 * half:
             paper -= depth * np.exp(-((ys - yc) / half) ** 2)
+    for xc, half, depth in p.get("streaks", ()):
+        if x0 - 10 < xc < x0 + w + 10:
+            paper -= depth * np.exp(-((xs - xc) / half) ** 2)
     for xc, half, depth in p.get("edges", ()):
         if abs(xc - (x0 + w / 2)) < w / 2 + 4 * half:
             wob = 1.0 + 0.4 * (lowfreq(spec.seed, spec.page_id + 104729, y0, x0, h, 1, 64) - 0.5)

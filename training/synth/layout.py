@@ -632,6 +632,11 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         for _ in range(int(rng.integers(1, 3))):
             vertical = bool(rng.random() < 0.3)
             p["folds"].append((vertical, float(rng.uniform(0, W if vertical else H)), float(rng.uniform(20, 70))))
+    p["streaks"] = []
+    if rng.random() < cfg.streak_prob:    # scanner streaks along the feed (dark or light)
+        for _ in range(int(rng.integers(1, 5))):
+            p["streaks"].append((float(rng.uniform(0, W)), float(rng.uniform(0.5, 2.5)),
+                                 float(rng.uniform(25, 110) * rng.choice([1.0, -0.4]))))
     return p
 
 
