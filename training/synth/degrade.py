@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .layout import PageSpec, rng_for
+from .layout import PageSpec
 from .textures import window
 
 CELL = 128  #: low-frequency field cell (px)
@@ -132,5 +132,3 @@ def _finish(img: np.ndarray, C: int) -> np.ndarray:
     out = np.clip(img, 0, 255).astype(np.uint8)
     return out[..., 0] if C == 1 and out.ndim == 3 else out
 
-
-__all__ = ["scan_window", "lowfreq", "rng_for"]

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from logdigit.fsutil import atomic_temp_path, atomic_write_bytes, atomic_write_text
+from logdigit.fsutil import atomic_write_bytes, atomic_write_text
 
 from .page import Page
 
@@ -79,4 +79,4 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-__all__ = ["write_page", "write_tile", "tiff_bytes", "atomic_temp_path"]
+__all__ = ["write_page", "write_tile", "tiff_bytes"]
