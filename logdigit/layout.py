@@ -952,9 +952,9 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     """How well inner lines ``xs`` (weights ``wts``) of a track spanning [a, b] follow
     one track grid. 1 = perfect, 0.3 for a track without inner lines.
 
-    Grids: N equal divisions (N = 10: linear, optionally with finer subdivisions;
-    N = 2..5: log decades whose 2..9 marks are too faint to see, or a linear grid with
-    only its heavy lines visible), or a log grid of 2-5 decades with any subset of the
+    Grids: N equal divisions (N = 6..10: linear, 10 optionally with finer
+    subdivisions; N = 2..5: log decades whose 2..9 marks are too faint to see, or a
+    linear grid with only its heavy lines visible), or a log grid of 2-5 decades with any subset of the
     2..9 marks. Faint lines may be missing, so coverage of the expected lines counts
     for half; lines the grid does not explain count fully against it.
     """
@@ -966,7 +966,7 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     f = (xs - a) / width
     tol = max(2.5 / width, 0.006)
     best = 0.0
-    for n_div in (2, 3, 4, 5, 10):
+    for n_div in range(2, 11):
         near = np.abs(f * n_div - np.round(f * n_div)) <= tol * n_div
         k = {int(round(v * n_div)) for v in f[near]} & set(range(1, n_div))
         cover = len(k) / (n_div - 1)
@@ -980,8 +980,8 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
                 continue  # subdivision lines heavier than the divisions: not one track
             fit = fine.mean() * (0.5 + 0.5 * cover)
             # finer subdivisions are rarer than two adjacent tracks, and a few equal
-            # divisions (2-5) is a weaker explanation than the full ten of a linear grid
-            best = max(best, fit * (0.9 if md > 1 else 1.0) * (1.0 if n_div == 10 else 0.85))
+            # divisions (2-5) are a weaker explanation than the 6-10 of a linear grid
+            best = max(best, fit * (0.9 if md > 1 else 1.0) * (1.0 if n_div >= 6 else 0.75))
     for d in range(2, 6):  # log grid with its marks
         p = f * d
         j = np.floor(p + tol * d)

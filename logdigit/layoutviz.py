@@ -85,10 +85,14 @@ def inspect_picture(grey: np.ndarray, lay: Layout, title: str = "") -> np.ndarra
     ov, sc = overview(grey, lay.skew_deg)
     left = cv2.cvtColor(ov, cv2.COLOR_GRAY2BGR)
     hb, lb = int(lay.header_bottom * sc), int(lay.log_bottom * sc)
+    rr = np.linspace(lay.header_bottom, max(lay.header_bottom + 1, lay.log_bottom - 1), 200)
+    dd = lay.drift_at(rr)
     for i, (a, b) in enumerate(lay.tracks):
         col = _TRACK_COLOURS[i % len(_TRACK_COLOURS)]
         _tint(left, int(a * sc), int(b * sc), hb, lb, col)
-        cv2.rectangle(left, (int(a * sc), hb), (int(b * sc), lb), col, 1)
+        for x in (a, b - 1):  # the border as it runs (paper drift included)
+            pts = np.stack([(x + dd) * sc, rr * sc], 1).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(left, [pts], False, col, 1)
     if lay.depth_track:
         a, b = lay.depth_track
         _tint(left, int(a * sc), int(b * sc), hb, lb, _DEPTH_COLOUR, 0.2)
@@ -121,9 +125,10 @@ def inspect_picture(grey: np.ndarray, lay: Layout, title: str = "") -> np.ndarra
     for r in major:
         y = int((r - d0) * dsc)
         cv2.line(right, (0, y), (18, y), _MAJOR_COLOUR, 2)
+    off = float(lay.drift_at([(d0 + d1) / 2])[0])
     for i, (a, b) in enumerate(lay.tracks):
         col = _TRACK_COLOURS[i % len(_TRACK_COLOURS)]
-        for x in (a, b - 1):
+        for x in (a + off, b - 1 + off):
             cv2.line(right, (int(x * dsc), 0), (int(x * dsc), right.shape[0] - 1), col, 1)
         _label(right, f"T{i + 1}", (int((a + b) / 2 * dsc) - 10, 40), col, 0.8, 2)
     if lay.depth_track:
