@@ -43,6 +43,8 @@ class TrackerConfig:
     merge_px: int = 2             #: runs in one row closer than this are one candidate
     merge_broken_px: int = 12     #: the same for dashed, dotted and dash-dot classes
     max_run_share: float = 0.9    #: runs wider than this share of the track are grid lines
+    vline_share: float = 0.5      #: columns inked on more rows than this share are lines ...
+    vline_max_px: int = 5         #: ... and runs this narrow wholly on them are dropped
     slack_px: float = 2.0         #: free gap between consecutive rows' runs
     slack_width: float = 1.0      #: ... plus this times the narrower run's width
     jump_cost: float = 0.5        #: cost per px of gap beyond slack
@@ -309,10 +311,25 @@ class CurveTrace:
 
 
 def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
-    """Drop runs spanning more than ``cfg.max_run_share`` of the track width (horizontal
-    grid lines taken for curve pixels)."""
-    wide = (runs.ends - runs.starts) > cfg.max_run_share * width
-    return runs.subset(~wide) if wide.any() else runs
+    """Drop grid lines taken for curve pixels: runs spanning more than
+    ``cfg.max_run_share`` of the track width (horizontal lines), and narrow runs lying
+    wholly in columns covered on more than ``cfg.vline_share`` of the rows (vertical
+    lines: a curve does not sit on one column for most of a log)."""
+    drop = (runs.ends - runs.starts) > cfg.max_run_share * width
+    n_rows = max(1, runs.n_rows)
+    if len(runs.rows) and cfg.vline_share < 1:
+        w = int(runs.ends.max()) + 1
+        d = np.zeros(w + 1, np.int64)
+        np.add.at(d, runs.starts, 1)
+        np.add.at(d, runs.ends, -1)
+        core = np.cumsum(d)[:w] > cfg.vline_share * n_rows            # [w] bool
+        line = core.copy()                                              # +-1 px tolerance
+        line[1:] |= core[:-1]
+        line[:-1] |= core[1:]
+        cs = np.concatenate([[0], np.cumsum(~line)])                    # non-line columns
+        inside = (cs[runs.ends] - cs[runs.starts]) == 0                 # wholly on a line
+        drop |= inside & ((runs.ends - runs.starts) <= cfg.vline_max_px)
+    return runs.subset(~drop) if drop.any() else runs
 
 
 def track_window(xl: float, xr: float, width: int) -> tuple[int, int]:

@@ -226,3 +226,25 @@ def test_depth_refined_to_grid():
     blank = np.full((h, w), 255, np.uint8)
     dep2, note2 = refine_depth(blank, plan, 128)
     assert dep2 is plan.depth and "ties" in note2
+
+
+@pytest.mark.parametrize("vline_share", [0.5, 1.0])
+def test_grid_lines_misread_as_curve(vline_share):
+    """Vertical and horizontal grid lines labelled with the curve's class (a weak model)
+    are not followed; with the vertical-line filter off (share 1.0) they are."""
+    h, w = 1500, 300
+    rows = np.arange(h)
+    truth = 200 + 60 * np.sin(rows / 90.0)
+    m = _draw(h, w, truth)
+    for r0 in range(0, h, 30):
+        m[r0 + 12:r0 + 30] = 0                 # long dash gaps
+    m[:, 60:62] = 1                            # vertical grid line, same class
+    m[::50, :] = 1                             # horizontal grid lines, same class
+    tr = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(vline_share=vline_share))[0]
+    on_line = np.abs(tr.frac * w - 60.5) < 3
+    if vline_share < 1:
+        assert on_line.sum() == 0
+        ok = np.isfinite(tr.frac)
+        assert np.median(np.abs(tr.frac[ok] * w - truth[ok])) < 1.0
+    else:
+        assert on_line.sum() > 100
