@@ -166,8 +166,10 @@ def test_time_schedule_decays_and_stops_on_the_clock(tmp_path):
                    "epochs=1000", "optim.warmup_steps=0", "optim.min_lr_ratio=0.1")
     res = run(cfg, quiet=True)
     assert 0 < res["step"] < 100000
-    lrs = [r["lr"] for r in engine.read_metrics(Path(cfg.out_dir) / "metrics.jsonl") if r["event"] == "train"]
-    assert lrs[0] > lrs[-1] and lrs[-1] < 0.35 * cfg.optim.lr
+    ck = load_checkpoint(Path(cfg.out_dir) / "last.pt")
+    assert ck["scheduler"]["elapsed_s"] >= 0.02 * 60  # stopped because the clock ran out
+    final_lr = ck["optimizer"]["param_groups"][0]["lr"]
+    assert final_lr < 0.35 * cfg.optim.lr  # annealed to ~min_lr_ratio, however few steps ran
 
 
 def test_time_cosine_state_round_trip():
