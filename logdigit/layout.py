@@ -878,10 +878,19 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
     best = max(g["grid"] for g in gaps)
     if best <= 0.002:
         return [], None
+    narrow_w = max(12, 3 * prof.bin_w)
     for g in gaps:
-        # a gap too narrow to measure (two lines a few px apart) stays inside a track
-        narrow = g["x1"] - g["x0"] < max(12, 3 * prof.bin_w)
-        g["is_grid"] = narrow or g["grid"] >= max(0.002, 0.25 * best)
+        g["narrow"] = g["x1"] - g["x0"] < narrow_w
+        g["is_grid"] = (not g["narrow"]) and g["grid"] >= max(0.002, 0.25 * best)
+    # a gap too narrow to measure (two lines a few px apart: a doubled line, a scanner
+    # streak) belongs to a track only if the measurable gaps on both sides do
+    for i, g in enumerate(gaps):
+        if g["narrow"]:
+            left = next((h["is_grid"] for h in gaps[i - 1::-1] if not h["narrow"]), None) \
+                if i > 0 else None
+            right = next((h["is_grid"] for h in gaps[i + 1:] if not h["narrow"]), None)
+            sides = [v for v in (left, right) if v is not None]
+            g["is_grid"] = bool(sides) and all(sides)
     groups: list[list[dict]] = []
     cur: list[dict] = []
     for g in gaps:
@@ -971,9 +980,10 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
         k = {int(round(v * n_div)) for v in f[near]} & set(range(1, n_div))
         cover = len(k) / (n_div - 1)
         for md in ((1, 2, 4, 5) if n_div == 10 else (1,)):
-            if md > 1 and tol * 10 * md > 0.25:
+            tf = tol if md == 1 else max(1.5 / width, 0.003)  # subdivisions: 1.5 px
+            if md > 1 and tf * 10 * md > 0.3:
                 break  # subdivisions too fine to tell from any position in the tolerance
-            fine = np.abs(f * n_div * md - np.round(f * n_div * md)) <= tol * n_div * md
+            fine = np.abs(f * n_div * md - np.round(f * n_div * md)) <= tf * n_div * md
             sub = fine & ~near
             if md > 1 and sub.any() and near.any() and \
                     wts[sub].max() > 1.25 * np.median(wts[near]):
@@ -1098,8 +1108,19 @@ def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
     top = seg[pk].max()
     if top < 0.1:
         return None
-    # minor spacing: first local max reaching half the strongest one
+    # minor spacing: the first local max that reaches half the strongest one, or,
+    # for faint minor lines, a weaker one (>= 0.2) of which the strongest lag is a
+    # whole multiple (2..10 minor spacings to the major)
+    k_top = int(pk[int(np.argmax(seg[pk]))]) + lo
     k = int(pk[np.flatnonzero(seg[pk] >= 0.5 * top)[0]]) + lo
+    for c in pk + lo:
+        if c >= k:
+            break
+        ratio = k_top / c
+        if ac[c] >= max(0.2 * top, 0.05) and 2 <= round(ratio) <= 10 and \
+                abs(ratio - round(ratio)) <= 0.04 * round(ratio):
+            k = int(c)
+            break
     p = _parabolic(ac, k)
     # refine on a far multiple
     mult = max(1, int(min(maxlag - 2, 40 * p) // p))
