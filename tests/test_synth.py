@@ -93,7 +93,7 @@ def test_style_weights_respected():
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(wraps=True, dropouts=True, n_tracks=3, width=1400),
-                                dict(px_per_ft=2.5, line_width=3, metric=True)])
+                                dict(px_per_ft=2.5, line_width=3, metric=True, height=3600)])
 def test_calibration_contract(kw):
     """From the mask and the calibration alone, per-row positions -> values match the
     truth within 0.5 % of the track width (on rows where the curve has one position)."""
@@ -157,12 +157,13 @@ def test_tile_is_window_of_page(skew):
         p = render_page(4, idx // 8, **ov)
         y0, x0 = t["meta"]["y0"], t["meta"]["x0"]
         win = (slice(y0, y0 + 256), slice(x0, x0 + 256))
-        np.testing.assert_array_equal(t["mask"], p.mask[win])
-        np.testing.assert_array_equal(t["instance"], p.instance[win])
         if skew == 0.0:
+            np.testing.assert_array_equal(t["mask"], p.mask[win])
+            np.testing.assert_array_equal(t["instance"], p.instance[win])
             np.testing.assert_array_equal(t["clean"], p.clean[win])
         else:   # nearest-neighbour warp of a differently cut region: a pixel or two may differ
-            assert np.mean(t["clean"] != p.clean[win]) < 1e-4
+            for k in ("mask", "instance", "clean"):   # (sampling ties at .5 px round either way)
+                assert np.mean(t[k] != getattr(p, k)[win]) < 1e-4, k
 
 
 @pytest.mark.parametrize("binarize", [True, False])

@@ -16,18 +16,21 @@ from logdigit.calibration import fraction_to_value, value_to_fraction
 from .page import CurveTruth, Page
 
 TOLERANCE = 0.005  #: fraction of the track width
+EDGE_PX = 3  #: columns next to each track border not read (half the widest pen + the border)
 
 
 def row_positions(mask: np.ndarray, class_id: int, x: tuple[int, int]) -> np.ndarray:
-    """Mean column of ``class_id`` pixels per row strictly inside track border columns
-    ``x``: float64 [H].
+    """Mean column of ``class_id`` pixels per row inside track border columns ``x``
+    (``EDGE_PX`` columns next to each border left out): float64 [H].
 
     NaN where the row holds no full cross-section of the line (no pixels, or only
     a dash's end cap: fewer pixels than the curve's median per row) or more than
     one run of pixels (a wrapped trace leaving one edge while its backup enters at
     the other: ambiguous for a single row).
     """
-    x0, x1 = x[0] + 1, x[1] - 1   # border columns excluded: neighbouring tracks share them
+    # border columns and the pen reach next to them excluded: neighbouring tracks share the
+    # border, and a wrapped trace of the next track running along it paints a column or two here
+    x0, x1 = x[0] + EDGE_PX, x[1] - EDGE_PX
     band = mask[:, x0:x1 + 1] == class_id
     cols = np.arange(x0, x1 + 1, dtype=np.float64)
     n = band.sum(1)

@@ -126,7 +126,7 @@ def draw_grid(cv: Canvases, spec: PageSpec, ua: int, va: int) -> None:
             continue
         if _is_multiple(d, heavy):
             t, val, tick = spec.hgrid_width[2], g_major, 12
-        elif _is_multiple(d, mid):
+        elif mid > minor and _is_multiple(d, mid):
             t, val, tick = spec.hgrid_width[1], g_major, 8
         else:
             t, val, tick = spec.hgrid_width[0], g_minor, 0

@@ -244,7 +244,10 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
         label_step = float(rng.choice([50.0, 100.0]) if ppu * 50 >= 60 else 100.0)
         minor_opts = (1.0, 2.0, 10.0)
         mid = 10.0
-    min_px = rng.uniform(4.5, 9.0)
+    # closest thin lines: mostly 14-45 px apart (10 ft at 1"/100 ft, 2 ft at 5"/100 ft);
+    # a quarter of the pages print a dense fine grid (5-12 px)
+    q = rng.uniform(0.0, 1.0)
+    min_px = 5.0 + 7.0 * q / 0.25 if q < 0.25 else 14.0 + 31.0 * (q - 0.25) / 0.75
     minor = next((m for m in minor_opts if m * ppu >= min_px), minor_opts[-1])
     heavy = label_step if rng.random() < 0.6 else label_step / 2
     if heavy < mid:
@@ -515,17 +518,19 @@ def _fmt(v: float) -> str:
 
 
 def _spikes(rng: np.random.Generator, frac: np.ndarray, wrap: bool) -> np.ndarray:
-    """Add sparse sharp spikes (1-2 model samples, 2-12 % of the track) to a curve."""
+    """Add sparse sharp spikes to a curve: triangular, 2-12 % of the track high and
+    0.5-2.5 ft wide at the base (pen lag keeps even a sharp spike a few rows deep)."""
     n = len(frac)
-    k = int(n * rng.uniform(0.003, 0.03))
+    k = int(n * rng.uniform(0.002, 0.02))
     if k == 0:
         return frac
     out = frac.copy()
     at = rng.integers(0, n, k)
     amp = rng.uniform(0.02, 0.12, k) * rng.choice([-1.0, 1.0], k)
-    out[at] += amp
-    two = at[rng.random(k) < 0.5] + 1
-    out[np.minimum(two, n - 1)] += 0.5 * amp[: len(two)]
+    half = np.maximum(1, (rng.uniform(0.25, 1.25, k) / MODEL_STEP_FT).astype(int))
+    for a, m, h in zip(at.tolist(), amp.tolist(), half.tolist()):
+        lo, hi = max(0, a - h), min(n, a + h + 1)
+        out[lo:hi] += m * (1.0 - np.abs(np.arange(lo, hi) - a) / (h + 1))
     return np.clip(out, -0.95, 1.95) if wrap else np.clip(out, 0.004, 0.996)
 
 
@@ -611,7 +616,7 @@ def _scan_params(rng: np.random.Generator, cfg: RenderConfig, H: int, W: int, bi
         "fade": float(rng.uniform(0.2, 0.6)) if rng.random() < cfg.fade_prob else 0.0,
         "broken": float(rng.uniform(0.05, 0.35)) if rng.random() < cfg.fade_prob else 0.0,
         "grid_drop": float(rng.uniform(0.15, 0.5)) if rng.random() < cfg.grid_drop_prob else 0.0,
-        "hbreak": float(rng.uniform(0.15, 0.6)) if binarize else 0.0,
+        "hbreak": float(rng.uniform(0.03, 0.4)) if binarize else 0.0,
         "threshold": float(rng.uniform(0.5, 0.78)),        # 1-bit: fraction from ink to paper
         "bleed": float(rng.uniform(0.08, 0.25)) if rng.random() < cfg.bleed_prob else 0.0,
         "tex_off": (int(rng.integers(0, 4096)), int(rng.integers(0, 4096))),
