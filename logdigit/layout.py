@@ -1228,7 +1228,7 @@ def _grid_peaks(sig: np.ndarray, r0: int, r1: int, level: float) -> np.ndarray:
 def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:
     """First row of the regular grid near the top of the first section: the first grid
     line (peak of the track row profile at line strength) that starts a run of five
-    lines spaced by the minor spacing ``p``."""
+    lines spaced by the minor spacing ``p`` with no equally strong peak between them."""
     r0, r1 = section
     if p is None:
         return r0
@@ -1250,6 +1250,8 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
                     break
             elif d > p + tol:
                 break
+            elif p >= 12 and sig[pk[j]] >= 0.7 * sig[last]:
+                break  # as strong as a grid line but off the lattice: text, not grid
         if run >= 5:
             r = int(pk[i])
             while r > lo and sig[r - 1] >= 0.5 * sig[pk[i]]:
