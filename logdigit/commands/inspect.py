@@ -72,6 +72,10 @@ def format_report(rep: dict) -> str:
     gm, gM = L["grid_minor_px"], L["grid_major_px"]
     out.append(f"  grid           minor {'%.3f px' % gm if gm else '-'}, "
                f"major {'%.3f px' % gM if gM else '-'}")
+    if L.get("drift"):
+        out.append(f"  drift          track lines wander up to "
+                   f"{max(abs(v) for _, v in L['drift']):.0f} px sideways (per-row offsets in "
+                   f"the JSON 'drift')")
     for n in L["notes"]:
         out.append(f"  note: {n}")
     if rep.get("picture"):
