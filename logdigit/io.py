@@ -273,14 +273,12 @@ def _read_tiff(path: str, page: int) -> Scan:
             p = tf.pages[page]
             if not hasattr(p, "photometric"):  # a TiffFrame: load the full page
                 p = p.aspage()
-            shape = p.shape
             photometric = p.photometric.name
             bits = int(p.bitspersample)
             spp = int(p.samplesperpixel)
             comp_name = p.compression.name
             dtype_kind = np.dtype(p.dtype).kind if p.dtype is not None else "?"
             colormap = p.colormap
-            planar = getattr(p.planarconfig, "name", p.planarconfig)  # int when 1 sample
         except ImageReadError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -308,7 +306,6 @@ def _read_tiff(path: str, page: int) -> Scan:
             raise ImageReadError(f"corrupt or truncated TIFF data ({_short(e)}): the file is "
                                  f"damaged; re-export or re-scan it", path) from None
         dpi = _tiff_dpi(p)
-    del planar, shape
     grey, rgb, mode = _to_grey(arr, photometric, bits, spp, colormap, path)
     if grey.shape != (h, w):
         raise ImageReadError(f"decoded page has shape {grey.shape}, expected {(h, w)}: corrupt "
