@@ -24,8 +24,21 @@ def _f(v, nd=4) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def commit_at(when: float, repo: Path = Path(".")) -> str:
+    """The repo's last commit at unix time ``when`` (short hash and date), or ""."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "log", "-1", f"--until=@{int(when)}",
+                              "--format=%h %cI"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
 def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | None,
-                config_text: str, commands: str, note: str = "", limits: str = "") -> str:
+                config_text: str, commands: str, note: str = "", limits: str = "",
+                code_at_start: str = "", code_at_export: str = "") -> str:
     """The card's Markdown text."""
     meta = read_metadata(model)
     spec = meta.get("logdigit.model", {})
@@ -61,7 +74,9 @@ def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | No
         f"{data.get('tiles_per_page')} tiles per page, validation fraction "
         f"{data.get('val_fraction')} (page-disjoint). Trained for {steps} steps of batch "
         f"{cfg.get('batch_size')} = {steps * cfg.get('batch_size', 0) if steps else '?'} tiles seen"
-        f"{' (from scratch)' if not cfg.get('init') else ', initialised from ' + str(cfg.get('init'))}.",
+        f"{' (from scratch)' if not cfg.get('init') else ', initialised from ' + str(cfg.get('init'))}."
+        + (f" Renderer and training code: commit `{code_at_start}` (the last commit when the run "
+           f"started; the shared working tree may have held uncommitted edits); exported at commit `{code_at_export}`." if code_at_start else ""),
         "",
         "## Validation", "",
         f"`logdigit-train evaluate` on {evaluation.get('source')} "
@@ -138,13 +153,17 @@ def main(argv=None) -> int:
     ap.add_argument("--limits", default="", help="extra text for the Limits section")
     ap.add_argument("-o", "--output", required=True, type=Path)
     a = ap.parse_args(argv)
+    import time
+
     from logdigit.fsutil import atomic_write_text
 
     text = render_card(model=a.model, report=json.loads(a.report.read_text()),
                        evaluation=json.loads(a.evaluation.read_text()),
                        bench=json.loads(a.bench.read_text()) if a.bench else None,
                        config_text=a.config.read_text(), commands=a.commands.read_text(),
-                       note=a.note, limits=a.limits)
+                       note=a.note, limits=a.limits,
+                       code_at_start=commit_at(a.config.stat().st_mtime),
+                       code_at_export=commit_at(time.time()))
     atomic_write_text(a.output, text)
     print(f"wrote {a.output}")
     return 0
