@@ -6,16 +6,20 @@ the track) are rare. This bench measures that on the 1-bit image the same way
 for real scans (``../shared/real_scans/paper_scans``, relative to the repo;
 skipped cleanly when absent) and rendered 1-bit pages at similar px/ft:
 
-* ``traverse``: share of the non-grid rows of a band from the middle of the log
-  that hold one or two black runs of ``10 % .. 90 %`` of a track width (grid rows
-  are excluded: rows more than 12 % black, the rows next to them, and rows with
-  three or more such runs, i.e. a broken grid line). Track width: ``--track-px``
-  for real scans (about 550 px on the 200-400 dpi scans here), the true width on
-  renders.
+* ``traverse``: share of the non-grid rows inside the tracks of a band from the
+  middle of the log that hold a black run of ``10 % .. 90 %`` of the track width
+  (grid rows: more than 25 % black across the track, and their neighbours). Real
+  scans are deskewed and their tracks found with :mod:`logdigit.layout`; renders
+  use their calibration's tracks (unskewed pages).
+* ``slanted``: share of the runs in those rows that are 8 px .. 10 % of the track
+  long (curves crossing rows at a slant) among all runs of 2 px and more.
 * for renders also the exact ``jump``: share of curve rows whose drawn position
   moves by more than 10 % of the track width from the previous row (from the
   page model, no image analysis), and ``flat_run``: share of curve rows inside a
-  plateau (position within 0.3 % of the track for >= 3 ft).
+  plateau (position within 0.3 % of the track for >= 3 ft), and ``steep_tv``: share
+  of the position's 1-ft variation made where it moves more than 10 % of the
+  track within a foot (a square wave puts nearly all its variation there); also per family
+  (``GR_steep_tv`` ...).
 
 Prints medians per source and writes ``bench/results/render_curves.json``.
 
@@ -46,54 +50,98 @@ def _row_runs(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, e - s
 
 
-def traverse_share(black: np.ndarray, track_px: float) -> dict[str, float]:
-    """``traverse``: share of non-grid rows of bool [H, W] ink with 1-2 runs of 10-90 %
-    of ``track_px``; ``slanted``: share of the runs (>= 2 px) in non-grid rows that are
-    8 px .. 10 % of ``track_px`` long (a curve crossing rows at a slant, not a
-    vertical plateau one pen wide)."""
-    h = black.shape[0]
-    r, ln = _row_runs(black)
-    long_ = (ln >= 0.1 * track_px) & (ln <= 0.9 * track_px)
-    per_row = np.bincount(r[long_], minlength=h)
-    grid = black.mean(1) > 0.12
-    grid = grid | np.r_[grid[1:], False] | np.r_[False, grid[:-1]] | (per_row >= 3)
-    ok = ~grid
-    keep = ok[r] & (ln >= 2) & (ln <= 0.9 * track_px)
-    mid = keep & (ln >= 8) & (ln < 0.1 * track_px)
-    return {"traverse": float(((per_row >= 1) & ok).sum() / max(ok.sum(), 1)),
-            "slanted": float(mid.sum() / max(keep.sum(), 1))}
+def traverse_share(black: np.ndarray, tracks: list[tuple[int, int]]) -> dict[str, float]:
+    """Horizontal-run statistics of bool [H, W] ink (deskewed) inside each track.
 
-
-def model_stats(page) -> dict[str, float]:
-    """Exact per-row statistics of the drawn curves (page truth)."""
-    jumps, flats, n = 0, 0, 0
-    ppf = page.meta["px_per_ft"]
-    for c in page.truth.curves:
-        f = c.frac
-        ok = np.isfinite(f)
-        if ok.sum() < 10:
+    Per track (interior columns, 4 px off the borders): grid rows are rows more
+    than 25 % black across the track, and the rows next to them. ``traverse``:
+    share of the other rows holding a black run of 10-90 % of the track width;
+    ``slanted``: share of the runs (>= 2 px) in those rows that are 8 px .. 10 %
+    of the track long (a curve crossing rows at a slant rather than running
+    down a plateau one pen wide). Pooled over tracks.
+    """
+    hits = rows = n_mid = n_all = 0
+    for x0, x1 in tracks:
+        w = x1 - x0
+        if w < 100:
             continue
-        shown = f - np.floor(f) if c.wrap else f
-        d = np.abs(np.diff(shown))
-        same = ok[1:] & ok[:-1] & (np.floor(np.nan_to_num(f[1:])) == np.floor(np.nan_to_num(f[:-1])))
-        jumps += int((same & (d > 0.1)).sum())
-        n += int(same.sum())
-        # plateaus: rolling range of the position over 3 ft below 0.3 % of the track
-        w = max(3, int(round(3 * ppf)))
-        if ok.sum() > w:
-            s = np.where(ok, shown, np.nan)
-            from numpy.lib.stride_tricks import sliding_window_view
-            win = sliding_window_view(s, w)
-            rng = np.where(np.isnan(win), -np.inf, win).max(1) - np.where(np.isnan(win), np.inf, win).min(1)
-            flat = np.zeros(len(s), bool)
-            for i in np.flatnonzero(rng < 0.003):
-                flat[i:i + w] = True
-            flats += int((flat & ok).sum())
-    return {"jump": jumps / max(n, 1), "flat_run": flats / max(n, 1)}
+        sub = black[:, x0 + 4:x1 - 4]
+        grid = sub.mean(1) > 0.25
+        grid = grid | np.r_[grid[1:], False] | np.r_[False, grid[:-1]]
+        r, ln = _row_runs(sub)
+        keep = ~grid[r] & (ln >= 2) & (ln <= 0.9 * w)
+        long_rows = np.unique(r[keep & (ln >= 0.1 * w)])
+        hits += len(long_rows)
+        rows += int((~grid).sum())
+        n_mid += int((keep & (ln >= 8) & (ln < 0.1 * w)).sum())
+        n_all += int(keep.sum())
+    return {"traverse": hits / max(rows, 1), "slanted": n_mid / max(n_all, 1)}
 
 
-def real_stats(rows: int, track_px: float) -> dict[str, dict[str, float]]:
+def curve_stats(frac: np.ndarray, wrap: bool, px_per_ft: float) -> dict[str, float]:
+    """Exact per-row statistics of one drawn curve (float64 [H] unwrapped position).
+
+    ``jump``: share of row steps moving > 10 % of the track; ``flat_run``: share of
+    rows inside a plateau (position within 0.3 % of the track for >= 3 ft);
+    ``steep_tv``: share of the curve's 1-ft variation (sum over rows of
+    |position(row + 1 ft) - position(row)|) made where the curve moves more than
+    10 % of the track within a foot (square waves put nearly all of it there,
+    curves that wiggle at several scales less; tool noise, a few % of the track,
+    stays below); ``rows``: row steps counted.
+    """
+    ok = np.isfinite(frac)
+    if ok.sum() < 10:
+        return {}
+    shown = frac - np.floor(frac) if wrap else frac
+    d = np.abs(np.diff(shown))
+    fl = np.floor(np.nan_to_num(frac))
+    same = ok[1:] & ok[:-1] & (fl[1:] == fl[:-1])
+    dd = np.where(same, d, 0.0)
+    w = max(3, int(round(3 * px_per_ft)))
+    flat = np.zeros(len(shown), bool)
+    if len(shown) > w:
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        win = sliding_window_view(np.where(ok, shown, np.nan), w)
+        span = np.where(np.isnan(win), -np.inf, win).max(1) - np.where(np.isnan(win), np.inf, win).min(1)
+        for i in np.flatnonzero(span < 0.003):
+            flat[i:i + w] = True
+    lag = max(1, int(round(px_per_ft)))          # one foot of rows
+    d1 = np.abs(shown[lag:] - shown[:-lag])
+    d1 = d1[np.isfinite(d1) & (fl[lag:] == fl[:-lag])]
+    return {"rows": int(same.sum()), "jump": float((dd > 0.1).sum()),
+            "flat_run": float((flat & ok).sum()), "steep_tv": float(d1[d1 > 0.1].sum()),
+            "tv": float(d1.sum())}
+
+
+def model_stats(page, families: list[str] | None = None) -> dict[str, float]:
+    """:func:`curve_stats` pooled over a page's curves (``<family>_<stat>`` too when
+    ``families`` names each curve's family)."""
+    ppf = page.meta["px_per_ft"]
+    acc: dict[str, dict[str, float]] = {}
+    for k, c in enumerate(page.truth.curves):
+        st = curve_stats(c.frac, c.wrap, ppf)
+        if not st:
+            continue
+        for key in ["all"] + ([families[k]] if families else []):
+            a = acc.setdefault(key, dict.fromkeys(st, 0.0))
+            for s_, v in st.items():
+                a[s_] += v
+    out = {}
+    for key, a in acc.items():
+        pre = "" if key == "all" else f"{key}_"
+        out[pre + "jump"] = a["jump"] / max(a["rows"], 1)
+        out[pre + "flat_run"] = a["flat_run"] / max(a["rows"], 1)
+        out[pre + "steep_tv"] = a["steep_tv"] / max(a["tv"], 1e-9)
+    return out
+
+
+def real_stats(rows: int) -> dict[str, dict[str, float]]:
+    """Per real scan: deskew a band from the middle (``logdigit.layout``), find its
+    tracks and measure :func:`traverse_share` there."""
     from PIL import Image
+
+    from logdigit.layout import analyse, deskew
 
     Image.MAX_IMAGE_PIXELS = None
     out = {}
@@ -101,23 +149,27 @@ def real_stats(rows: int, track_px: float) -> dict[str, dict[str, float]]:
         im = Image.open(f)
         W, H = im.size
         y0 = max(0, H // 2 - rows // 2)
-        band = np.asarray(im.crop((0, y0, W, min(H, y0 + rows))).convert("L")) < 128
-        out[f.name] = traverse_share(band, track_px)
+        grey = np.asarray(im.crop((0, y0, W, min(H, y0 + rows))).convert("L"))
+        lay = analyse(grey)
+        flat = deskew(grey, lay.skew_deg)
+        out[f.name] = {**traverse_share(flat < 128, lay.tracks), "tracks": len(lay.tracks),
+                       "skew_deg": lay.skew_deg}
     return out
 
 
 def render_stats(pages: int, rows: int, seed: int, ppf: float) -> dict[str, dict[str, float]]:
-    from training.synth import render_page
+    from training.synth import RenderConfig, render_page
+    from training.synth.page import page_model
 
     out = {}
     for i in range(pages):
-        p = render_page(seed, i, binarize=True, colour=False, height=rows + 1200, width=1800,
-                        px_per_ft=ppf, skew_deg=0.0)
+        ov = dict(binarize=True, colour=False, height=rows + 1200, width=1800, px_per_ft=ppf, skew_deg=0.0)
+        p = render_page(seed, i, **ov)
+        fams = [c.family for c in page_model(seed, i, RenderConfig(), ov)[0].curves]
         top, bottom = p.meta["body_rows"]
         img = p.image[top:bottom][:rows] < 128
-        tw = np.median([c.x1 - c.x0 for c in p.truth.curves]) if p.truth.curves else 550
-        # rows holding a labelled-grid-free image: traverse on the image, as for real scans
-        out[f"render_{ppf:g}_{i}"] = {**traverse_share(img, float(tw)), **model_stats(p)}
+        tracks = [tuple(t.x) for t in p.calibration.tracks]
+        out[f"render_{ppf:g}_{i}"] = {**traverse_share(img, tracks), **model_stats(p, fams)}
     return out
 
 
@@ -131,13 +183,12 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--pages", type=int, default=12)
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--track-px", type=float, default=550.0)
     ap.add_argument("--ppf", type=float, nargs="+", default=[4.2, 10.0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "render_curves.json")
     a = ap.parse_args(argv)
     res: dict = {"rows": a.rows, "pages": a.pages, "median": {}}
     if REAL.is_dir() and any(REAL.glob("*.tif")):
-        res["real"] = real_stats(a.rows, a.track_px)
+        res["real"] = real_stats(a.rows)
         res["median"]["real paper scans"] = _median(res["real"])
     else:
         print(f"no real scans in {REAL}: renders only")
@@ -146,7 +197,15 @@ def main(argv=None) -> dict | None:
         res[f"rendered_{ppf:g}"] = r
         res["median"][f"rendered {ppf:g} px/ft"] = _median(r)
     for name, row in res["median"].items():
-        print(f"{name:<24}" + "".join(f"{k}={v:.4f}  " for k, v in row.items()))
+        print(f"{name:<24}" + "".join(f"{k}={row[k]:.4f}  " for k in ("traverse", "slanted", "jump",
+                                                                    "flat_run", "steep_tv") if k in row))
+    fam = sorted({k.rsplit("_", 2)[0] for m in res["median"].values() for k in m if k.count("_") >= 1
+                  and k.split("_")[0].isupper()})
+    for name, row in res["median"].items():
+        for f in fam:
+            vals = [f"{s}={row[f'{f}_{s}']:.3f}" for s in ("jump", "flat_run", "steep_tv") if f"{f}_{s}" in row]
+            if vals:
+                print(f"  {name:<22} {f:<7}" + "  ".join(vals))
     return write_results(res, a.out)
 
 

@@ -118,8 +118,9 @@ def sample_beds(rng: np.random.Generator, top_ft: float, bottom_ft: float) -> Be
     Beds group into packages (20-200 ft) with their own sand / lime / coal odds,
     so a page shows thick shaly intervals with thin sand stringers as well as
     clean sand-rich ones; within a package a bed's lithology is drawn
-    independently, its shale volume varies around its lithology's value and 30 %
-    of beds fine or coarsen upward.
+    independently (but most thin beds repeat the bed above with a small change),
+    its shale volume varies around its lithology's value and 30 % of beds fine or
+    coarsen upward.
     """
     top, bottom = top_ft - 20.0, bottom_ft + 20.0
     n = int(np.ceil((bottom - top) / MODEL_STEP_FT)) + 1
@@ -140,6 +141,14 @@ def sample_beds(rng: np.random.Generator, top_ft: float, bottom_ft: float) -> Be
     hc_b = ((lith_b == 1) & (rng.random(nbeds) < 0.3)).astype(np.float64)
     vsh_b = np.select([lith_b == 0, lith_b == 1, lith_b == 2], [rng.uniform(0.6, 1.0, nbeds),
                       rng.beta(1.2, 4.0, nbeds) * 0.6, rng.uniform(0.0, 0.25, nbeds)], 0.3)
+    # thin beds mostly repeat the rock of the bed above with a small change (interbedded
+    # heterolithics), so most thin-bed boundaries are low-contrast wiggles, not full swings
+    like = (thick[:nbeds] < rng.uniform(2.0, 4.0)) & (rng.random(nbeds) < rng.uniform(0.4, 0.8))
+    dv, dp = rng.normal(0.0, 0.08, nbeds), rng.normal(0.0, 0.02, nbeds)
+    for i in np.flatnonzero(like[1:]) + 1:
+        lith_b[i], hc_b[i] = lith_b[i - 1], hc_b[i - 1]
+        vsh_b[i] = min(1.0, max(0.0, vsh_b[i - 1] + dv[i]))
+        phi_b[i] = min(0.4, max(0.0, phi_b[i - 1] + dp[i]))
     grad_b = rng.random(nbeds) < 0.3  # gradational (fining/coarsening) beds
     bed = np.searchsorted(edges, depth, side="right") - 1
     bed = np.clip(bed, 0, nbeds - 1)
@@ -258,15 +267,16 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
     # base position across the track (0..1 fraction of the chosen scale)
     if name == "GR":
         f = 0.1 + 0.62 * vsh + 0.04 * bed_jit - 0.05 * is_co
-        if wrap:
-            hot = (rng.random(nbed) < 0.12)[beds.bed] & is_sh
+        if wrap:   # radioactive ("hot") shale intervals, a few % of the well, go off scale
+            hot = (corr_noise(rng, n, rng.uniform(10.0, 30.0)) > rng.uniform(1.4, 2.2)) & is_sh
             f = f + hot * rng.uniform(0.5, 0.9)
         f = gradational(rng, f)
         # counting statistics: noise grows with the count rate, correlated over the time constant
         stat = _smooth(rng.standard_normal(n), rng.uniform(0.25, 0.6))
         stat /= max(stat.std(), 1e-6)
-        f = f + 1.6 * amp * np.sqrt(np.clip(f, 0.05, 2.0)) * stat
+        f = f + 0.9 * amp * np.sqrt(np.clip(f, 0.05, 2.0)) * stat
         res_sigma *= 0.5
+        amp *= 0.5
     elif name == "SP":
         base = rng.uniform(0.65, 0.85)
         sand = (1.0 - vsh) * (0.15 + 1.6 * phi * is_sd) + is_lm * 0.05

@@ -521,7 +521,7 @@ def _spikes(rng: np.random.Generator, frac: np.ndarray, wrap: bool) -> np.ndarra
     """Add sparse sharp spikes to a curve: triangular, 2-12 % of the track high and
     0.5-2.5 ft wide at the base (pen lag keeps even a sharp spike a few rows deep)."""
     n = len(frac)
-    k = int(n * rng.uniform(0.002, 0.02))
+    k = int(n * rng.uniform(0.002, 0.012))
     if k == 0:
         return frac
     out = frac.copy()
