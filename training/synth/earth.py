@@ -303,7 +303,8 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
         rt_sd = rw / np.maximum(phi, 0.03) ** 2 / sw ** 2
         rsh = rng.uniform(1.0, 6.0)
         rt = np.select([is_sh, is_sd, is_lm, is_co],
-                       [rsh * np.ones(n), rt_sd, 100.0 + 800.0 * (0.15 - phi) / 0.15, 300.0 * np.ones(n)])
+                       [rsh * np.ones(n), rt_sd, np.maximum(100.0 + 800.0 * (0.15 - phi) / 0.15, 20.0),
+                        300.0 * np.ones(n)])
         lr = np.log10(rt) * (1.0 - 0.5 * vsh * ~is_sh) + np.log10(rsh) * 0.5 * vsh * ~is_sh
         lr = lr + 0.12 * bed_jit + rng.uniform(0.03, 0.1) * tex
         streak = rng.uniform(0.4, 1.2) if scale == "log" else rng.uniform(0.1, 0.35)   # decades
