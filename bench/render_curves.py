@@ -139,21 +139,15 @@ def model_stats(page, families: list[str] | None = None) -> dict[str, float]:
 def real_stats(rows: int) -> dict[str, dict[str, float]]:
     """Per real scan: deskew a band from the middle (``logdigit.layout``), find its
     tracks and measure :func:`traverse_share` there."""
-    from PIL import Image
-
+    from bench.render_realism import real_bands
     from logdigit.layout import analyse, deskew
 
-    Image.MAX_IMAGE_PIXELS = None
     out = {}
-    for f in sorted(REAL.glob("*.tif")):
-        im = Image.open(f)
-        W, H = im.size
-        y0 = max(0, H // 2 - rows // 2)
-        grey = np.asarray(im.crop((0, y0, W, min(H, y0 + rows))).convert("L"))
+    for name, grey in real_bands(rows):
         lay = analyse(grey)
         flat = deskew(grey, lay.skew_deg)
-        out[f.name] = {**traverse_share(flat < 128, lay.tracks), "tracks": len(lay.tracks),
-                       "skew_deg": lay.skew_deg}
+        out[name] = {**traverse_share(flat < 128, lay.tracks), "tracks": len(lay.tracks),
+                     "skew_deg": lay.skew_deg}
     return out
 
 

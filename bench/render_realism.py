@@ -67,18 +67,20 @@ def stats(black: np.ndarray) -> dict[str, float]:
     }
 
 
-def real_stats(rows: int) -> dict[str, dict[str, float]]:
+def real_bands(rows: int):
+    """Yield (file name, uint8 [rows, W] grey band from the middle) per real scan."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-    out = {}
     for f in sorted(REAL.glob("*.tif")):
         im = Image.open(f)
         W, H = im.size
         y0 = max(0, H // 2 - rows // 2)
-        band = np.asarray(im.crop((0, y0, W, min(H, y0 + rows))).convert("L"))
-        out[f.name] = stats(band < 128)
-    return out
+        yield f.name, np.asarray(im.crop((0, y0, W, min(H, y0 + rows))).convert("L"))
+
+
+def real_stats(rows: int) -> dict[str, dict[str, float]]:
+    return {name: stats(band < 128) for name, band in real_bands(rows)}
 
 
 def render_stats(pages: int, rows: int, seed: int) -> dict[str, dict[str, float]]:
