@@ -294,8 +294,10 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
         depth_w = rng.uniform(0.03, 0.3) * np.clip(0.7 + 0.4 * corr_noise(rng, n, 4.0), 0.1, 1.6)
         f = bit + washed * depth_w - is_sd * rng.uniform(0.005, 0.02)
         f = gradational(rng, f)
-        f += 0.004 * corr_noise(rng, n, 5.0) + 0.01 * washed * corr_noise(rng, n, 0.7)
-        amp *= 0.3
+        # rugosity: small wiggles even in gauge hole, larger in washouts
+        f += rng.uniform(0.005, 0.012) * multiscale_noise(rng, n, (1.0, 5.0), (0.7, 1.0))
+        f += 0.01 * washed * corr_noise(rng, n, 0.7)
+        amp *= 0.5
     elif name in ("RES", "RESLIN"):
         # Archie-ish resistivity in ohm.m, log-normal around the bed values
         rw = rng.uniform(0.03, 0.15)
@@ -318,8 +320,12 @@ def family_fraction(rng: np.random.Generator, fam: Family, beds: Beds, left: flo
         lo, hi = (min(left, right), max(left, right))
         if scale == "log":
             f = (lr - np.log10(lo)) / (np.log10(hi) - np.log10(lo))
-        else:   # linear: the engineer picks the scale so most of the log sits inside the track
+        else:   # linear: the engineer picks the scale so most of the log sits inside the track;
+            # low (shale) readings still wiggle by a few % of the track
             f = rt / max(float(np.percentile(rt, 90)), 1e-6) * rng.uniform(0.45, 0.85)
+            f = f + rng.uniform(0.008, 0.025) * multiscale_noise(rng, n, (1.0, 4.0), (0.6, 1.0))
+            if not wrap:   # no backup trace: high readings crowd the right edge (soft limit)
+                f = np.where(f > 0.8, 0.8 + 0.17 * np.tanh((f - 0.8) / 0.17), f)
         res_sigma = 0.0
     elif name == "RHOB":
         rho = np.select([is_sh, is_sd, is_lm, is_co],
