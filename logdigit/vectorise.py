@@ -105,6 +105,25 @@ def find_runs(mask: np.ndarray, merge_px: int = 2) -> Runs:
     return Runs(r0, s, e, np.searchsorted(r0, np.arange(H + 1)))
 
 
+def find_class_runs(classes: np.ndarray, cls: int, rows: tuple[int, int],
+                    cols: tuple[int, int], merge_px: int, block: int = 8192) -> Runs:
+    """:func:`find_runs` of ``classes == cls`` over ``rows`` x ``cols``, made in blocks of
+    rows so the temporaries stay small on tall scans. Rows are relative to ``rows[0]``."""
+    top, bottom = rows
+    c0, c1 = cols
+    parts = []
+    for r0 in range(top, bottom, block):
+        r1 = min(bottom, r0 + block)
+        rr = find_runs(classes[r0:r1, c0:c1] == cls, merge_px)
+        parts.append((rr.rows + (r0 - top), rr.starts, rr.ends))
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return Runs(z, z, z, np.zeros(bottom - top + 1, np.int64))
+    r = np.concatenate([p[0] for p in parts])
+    return Runs(r, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+                np.searchsorted(r, np.arange(bottom - top + 1)))
+
+
 def _gap(s1: int, e1: int, s2: int, e2: int, period: int) -> float:
     d = max(0, s2 - e1, s1 - e2)
     if period and d:
@@ -377,7 +396,8 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     shared = None
     merge = cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
     if masks is None:
-        shared = _narrow(find_runs(classes[top:bottom, c0:c1] == cls, merge), cfg, width)
+        shared = _narrow(find_class_runs(classes, cls, (top, bottom), (c0, c1), merge), cfg,
+                         width)
     for k in range(n_curves):
         runs = shared if masks is None else _narrow(find_runs(masks[k], merge), cfg, width)
         if wrap[k]:  # track in unrolled columns: levels -1, 0, +1 of backup traces

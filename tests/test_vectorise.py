@@ -248,3 +248,13 @@ def test_grid_lines_misread_as_curve(vline_share):
         assert np.median(np.abs(tr.frac[ok] * w - truth[ok])) < 1.0
     else:
         assert on_line.sum() > 100
+
+
+def test_find_class_runs_blocked_equals_whole():
+    from logdigit.vectorise import find_class_runs
+    rng = np.random.default_rng(3)
+    cl = rng.integers(0, 3, (301, 57)).astype(np.uint8)
+    whole = find_runs(cl[10:290, 5:50] == 2, 2)
+    blk = find_class_runs(cl, 2, (10, 290), (5, 50), 2, block=64)
+    for a in ("rows", "starts", "ends", "ptr"):
+        np.testing.assert_array_equal(getattr(whole, a), getattr(blk, a))
