@@ -90,6 +90,7 @@ class _TileSource:
                              sort_keys=True)
             self.cache = Path(cache_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
         self._open_shards: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def render(self, g: int) -> dict[str, np.ndarray]:
         return render_tile(self.seed, int(g), task=self.task, size=self.size, cfg=self.cfg,
@@ -109,7 +110,10 @@ class _TileSource:
 
     def _open(self, k: int):
         """The shard's open NpzFile (members are read - and decompressed - one by one,
-        so shuffled access costs one item, not one shard); a few kept open."""
+        so shuffled access costs one item, not one shard); a few kept open, per process:
+        a forked DataLoader worker must not read through the parent's file offset."""
+        if self._pid != os.getpid():
+            self._open_shards, self._pid = {}, os.getpid()
         z = self._open_shards.get(k)
         if z is None:
             path = self.shard_path(k)
