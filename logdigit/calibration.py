@@ -17,7 +17,9 @@ writes exactly this for every synthetic page; the runtime reads it. Example::
         curves:
           - {style: solid, mnemonic: ILD, unit: OHMM, left: 0.2, right: 2000, scale: log}
 
-Rows and columns are pixel coordinates of the scan as stored, before deskew.
+Rows and columns are pixel coordinates of the scan as stored, before deskew. On a
+skewed scan a track border is slanted: its column ``x`` is read at the middle of
+``depth.rows`` (the image's centre row when ``rows`` is omitted).
 ``left > right`` is a reversed scale. ``wrap: true`` says the curve is printed
 with backup traces: a value past the right (left) edge re-enters the track from
 the left (right), shifted by one track width, and the digitiser unwraps it.
