@@ -388,14 +388,34 @@ _SEGMENTERS: dict[tuple, Any] = {}
 _SEGMENTER_LOCK = threading.Lock()
 
 
+_HOST_SLOTS: list[int] = []  # Dask task slots on this worker's host, looked up once
+
+
+def _dask_host_slots() -> int:
+    """Task slots (threads) of all Dask workers on this worker's host: several worker
+    processes on one machine share its cores."""
+    from distributed import get_client, get_worker
+
+    w = get_worker()
+    if not _HOST_SLOTS:
+        slots = w.state.nthreads
+        try:
+            host = w.address.rsplit(":", 1)[0]
+            workers = _dask_workers(get_client())
+            slots = max(slots, sum(v.get("nthreads", 1) for a, v in workers.items()
+                                   if a.rsplit(":", 1)[0] == host))
+        except Exception:  # noqa: BLE001 - no scheduler info: this worker's slots
+            pass
+        _HOST_SLOTS.append(slots)
+    return _HOST_SLOTS[0]
+
+
 def _worker_threads(settings: ConvertSettings) -> ConvertSettings:
-    """Fill ``threads`` inside a Dask worker: machine cores / worker task slots."""
+    """Fill ``threads`` inside a Dask worker: machine cores / task slots on the host."""
     if settings.threads is not None:
         return settings
     try:
-        from distributed import get_worker
-
-        slots = get_worker().state.nthreads
+        slots = _dask_host_slots()
     except Exception:  # noqa: BLE001 - not in a Dask worker
         return settings
     return dataclasses.replace(settings, threads=threads_per_worker(slots, os.cpu_count()))
