@@ -129,7 +129,9 @@ def render_card(*, model: Path, report: dict, evaluation: dict, bench: dict | No
                          f"{r['mpx_per_s']:.2f} | {r['gflops']:.1f} | {r['pct_of_nominal_peak']:.0f} | "
                          f"{r['pct_of_sgemm']:.0f} | {_f(r['curve_iou'])} |")
         lines += ["", "GFLOP/s counts the model's convolution FLOPs (2 x MACs from the ONNX "
-                  "graph) for every variant, int8 included, so int8 can exceed the fp32 peak.", ""]
+                  "graph) for every variant, int8 included, so int8 can exceed the fp32 peak. The nominal "
+                  "peak uses /proc/cpuinfo's clock; above 100 % means the cores ran at a higher "
+                  "(boost) clock, so the measured sgemm column is the fairer yardstick.", ""]
     lines += ["## Limits", "",
               "- Trained and validated on rendered logs only. Real scans differ (paper texture, "
               "stains, pen widths, vendor layouts); no real scan with a digitised LAS was "
