@@ -49,6 +49,9 @@ META_REQUIRED: tuple[str, ...] = (
     META_CLASS_MAP, META_INPUT, META_STRIDE, META_TILE, META_HALO,
     META_CONFIG_SHA, META_METRICS,
 )
+#: File name of the default model shipped in logdigit/models/.
+DEFAULT_MODEL_NAME = "logdigit_default.onnx"
+
 #: ONNX graph input / output names.
 ONNX_INPUT_NAME = "image"
 ONNX_OUTPUT_NAME = "logits"

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import (BINARY_CLASS_MAP, CLASS_MAP, META_CLASS_MAP, META_CONFIG_SHA,
+from .constants import (BINARY_CLASS_MAP, CLASS_MAP, DEFAULT_MODEL_NAME, META_CLASS_MAP, META_CONFIG_SHA,
                         META_HALO, META_INPUT, META_METRICS, META_REQUIRED, META_STRIDE,
                         META_TILE, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME)
 from .errors import ModelError
@@ -86,8 +86,9 @@ class ModelInfo:
 
 
 def default_model_path(root: str | os.PathLike | None = None) -> Path:
-    """The model shipped in ``logdigit/models/`` (or ``root``): ``default.onnx`` if
-    present, else the first ``*.onnx`` by name.
+    """The model shipped in ``logdigit/models/`` (or ``root``):
+    :data:`~logdigit.constants.DEFAULT_MODEL_NAME` if present, else the first ``*.onnx``
+    by name.
 
     Raises
     ------
@@ -105,7 +106,7 @@ def default_model_path(root: str | os.PathLike | None = None) -> Path:
         raise ModelError("no model is shipped in this installation: pass --model PATH "
                          "(a logdigit ONNX model)", str(root))
     for p in cands:
-        if p.name == "default.onnx":
+        if p.name == DEFAULT_MODEL_NAME:
             return p
     return cands[0]
 

@@ -11,7 +11,8 @@ pytest.importorskip("onnx")
 from onnx_models import darkness_net, default_metadata, random_net  # noqa: E402
 
 from logdigit import segment  # noqa: E402
-from logdigit.constants import BINARY_CLASS_MAP, META_CLASS_MAP, META_HALO  # noqa: E402
+from logdigit.constants import (BINARY_CLASS_MAP, DEFAULT_MODEL_NAME, META_CLASS_MAP,  # noqa: E402
+                                META_HALO)
 from logdigit.errors import ModelError  # noqa: E402
 from logdigit.segment import Segmenter, load_model_info, plan_tiles  # noqa: E402
 
@@ -117,8 +118,9 @@ def test_default_model_lookup(tmp_path):
     (tmp_path / "b.onnx").write_bytes(b"")
     (tmp_path / "a.onnx").write_bytes(b"")
     assert segment.default_model_path(tmp_path).name == "a.onnx"
-    (tmp_path / "default.onnx").write_bytes(b"")
-    assert segment.default_model_path(tmp_path).name == "default.onnx"
+    (tmp_path / "a_other.onnx").write_bytes(b"")
+    (tmp_path / DEFAULT_MODEL_NAME).write_bytes(b"")
+    assert segment.default_model_path(tmp_path).name == DEFAULT_MODEL_NAME
 
 
 def test_cuda_without_provider(tmp_path):

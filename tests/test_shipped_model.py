@@ -10,7 +10,7 @@ import pytest
 import logdigit
 from logdigit import constants as C
 
-MODEL = Path(logdigit.__file__).parent / "models" / "logdigit_default.onnx"
+MODEL = Path(logdigit.__file__).parent / "models" / C.DEFAULT_MODEL_NAME
 CARD = MODEL.parent / "MODEL_CARD.md"
 #: curve-class IoU the shipped model must beat on rendered tiles (MODEL_CARD.md has its
 #: validation figures; the model scores 0.37 on these tiles, 0.50 on the validation split; an untrained
