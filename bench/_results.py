@@ -1,4 +1,4 @@
-"""Shared tail of the renderer benches: write the results JSON and say where."""
+"""Shared tail of the benches: write the results JSON and say where."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._results import write_results  # noqa: E402
 from logdigit import batch as B  # noqa: E402
 
 
@@ -175,9 +176,7 @@ def main(argv=None) -> int:
               f"{real['s_per_mpx']:.2f} s/Mpx with 2 workers")
         for sc in real.get("scans", []):
             print(f"  {sc['scan']}: {sc['status']} {sc['error'] or ''}")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    write_results(result, Path(a.out))
     return 0
 
 

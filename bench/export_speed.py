@@ -17,7 +17,6 @@ tiles). Benchmarks are not tests: run them alone, the machine otherwise idle.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._results import write_results  # noqa: E402
 from export.flops import conv_macs  # noqa: E402
 from export.onnx_export import read_metadata  # noqa: E402
 from export.parity import normalise, ort_session  # noqa: E402
@@ -217,9 +217,7 @@ def main(argv=None) -> int:
            "int8_size_bytes": int8_path.stat().st_size,
            "fp32_size_bytes": model_path.stat().st_size,
            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(out, Path(args.out))
     return 0
 
 
