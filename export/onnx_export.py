@@ -66,7 +66,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int =
     sample_size : int, optional
         Edge of the square dummy input used for tracing (default: 4 x stride, >= 64).
     """
-    from logdigit.fsutil import atomic_temp_path
+    from logdigit.fsutil import atomic_path
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: use >= {MIN_OPSET}")
@@ -79,8 +79,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int =
     # specialising any of them
     dummy = torch.rand(2, 1, size, size + stride)
     model = model.eval().cpu()
-    tmp, final = atomic_temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
             if exporter == "torchscript":
@@ -98,11 +97,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int =
                     input_names=[C.ONNX_INPUT_NAME], output_names=[C.ONNX_OUTPUT_NAME],
                     dynamic_shapes=_rename_shapes(model, shapes))
                 prog.save(str(tmp), external_data=False)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    return Path(path)
 
 
 def _rename_shapes(model: torch.nn.Module, shapes: dict) -> dict:

@@ -52,7 +52,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from logdigit.fsutil import atomic_temp_path
+    from logdigit.fsutil import atomic_path
 
     if not len(calib_tiles):
         raise ValueError("int8 calibration needs at least one tile")
@@ -61,19 +61,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        tmp, final = atomic_temp_path(out_path)
-        try:
+        with atomic_path(out_path) as tmp:
             quantize_static(str(pre), str(tmp), _TileReader(calib_tiles),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=cm,
                             extra_options={"CalibTensorRangeSymmetric": False})
             _copy_metadata(fp32_path, tmp)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    return final
+    return Path(out_path)
 
 
 def convert_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:

@@ -60,6 +60,39 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
         f.write(text)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` for writers that need a file name (lasio,
+    torch.save, onnx); it is renamed over ``path`` on success, removed on error.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> with atomic_path(p) as tmp:
+    ...     _ = tmp.write_bytes(b"x")
+    >>> p.read_bytes()
+    b'x'
+    """
+    tmp, final = atomic_temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_png(path: str | os.PathLike, img, params: tuple[int, ...] = ()) -> None:
+    """Encode ``img`` (uint8 [H, W] grey or [H, W, 3] BGR) as PNG and write it atomically."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", img, list(params))
+    if not ok:
+        raise OSError(f"{path}: cannot encode PNG")
+    atomic_write_bytes(path, buf.tobytes())
+
+
 def atomic_temp_path(path: str | os.PathLike) -> tuple[Path, Path]:
     """A ``(tmp, final)`` pair for writers that need a file name (cv2, PIL, lasio).
 

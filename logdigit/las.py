@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import NULL_VALUE
-from .fsutil import atomic_temp_path, atomic_write_text
+from .fsutil import atomic_path, atomic_write_text
 
 FORMATS = ("las", "csv")
 
@@ -84,17 +84,11 @@ def write_las(table: DepthTable, path: str | os.PathLike) -> Path:
     for c in table.curves:
         v = np.where(np.isfinite(c.values), c.values, NULL_VALUE)
         las.append_curve(c.mnemonic, v, unit=c.unit, descr=c.descr)
-    tmp, final = atomic_temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             las.write(f, version=2.0, wrap=False, fmt="%.6g", column_fmt={0: "%.4f"}, STRT=las.well["STRT"].value,
                       STOP=las.well["STOP"].value, STEP=las.well["STEP"].value)
-        os.replace(tmp, final)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    return final
+    return Path(path)
 
 
 def write_csv(table: DepthTable, path: str | os.PathLike) -> Path:

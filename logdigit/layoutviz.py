@@ -168,12 +168,8 @@ def _compose(panels: list[np.ndarray], caption: list[str]) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write a PNG atomically."""
-    import cv2
-    from .fsutil import atomic_write_bytes
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError(f"cannot encode PNG for {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    from .fsutil import atomic_write_png
+    atomic_write_png(path, img)
 
 
 def calibrate_picture(grey: np.ndarray, lay: Layout, tracks_stored: list[tuple[int, int]],

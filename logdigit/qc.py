@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_png
 
 #: BGR colours cycled over curves (distinct on grey paper)
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -122,10 +122,5 @@ def render_overlay(grey: np.ndarray, curves: list[QCCurve], rows: tuple[int, int
 def write_overlay(path: str | os.PathLike, grey: np.ndarray, curves: list[QCCurve],
                   rows: tuple[int, int] | None = None, title: str = "") -> Path:
     """Render the overlay and write it as PNG (atomically)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", render_overlay(grey, curves, rows, title))
-    if not ok:
-        raise OSError(f"could not encode the QC overlay for {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_png(path, render_overlay(grey, curves, rows, title))
     return Path(path)

@@ -154,3 +154,19 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
         assert (os.stat(tmp).st_mode & 0o777) == 0o644
     finally:
         os.umask(mask)
+
+
+def test_atomic_path_renames_on_success_and_cleans_up_on_error(tmp_path):
+    from logdigit.fsutil import atomic_path
+    p = tmp_path / "out.bin"
+    p.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert p.read_bytes() == b"old"
+    assert [q.name for q in tmp_path.iterdir()] == ["out.bin"]
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(b"new")
+    assert p.read_bytes() == b"new"
+    assert [q.name for q in tmp_path.iterdir()] == ["out.bin"]

@@ -30,7 +30,7 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, model_name: str,
                     metrics: dict[str, Any] | None = None, optimizer: dict | None = None,
                     scheduler: dict | None = None) -> Path:
     """Write a checkpoint atomically (temp file + rename)."""
-    from logdigit.fsutil import atomic_temp_path
+    from logdigit.fsutil import atomic_path
 
     ckpt = {
         "format": FORMAT, "kind": kind,
@@ -40,14 +40,9 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, model_name: str,
         "step": int(step), "epoch": int(epoch), "metrics": dict(metrics or {}),
         "optimizer": optimizer, "scheduler": scheduler,
     }
-    tmp, final = atomic_temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from logdigit.fsutil import atomic_write_bytes
+from logdigit.fsutil import atomic_write_png
 
 from .config import RenderConfig
 from .page import render_tile
@@ -54,9 +54,8 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=320)
     a = ap.parse_args(argv)
     sheet = contact_sheet(a.seed, a.rows, a.cols, a.size)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    atomic_write_bytes(a.out, buf.tobytes())
-    print(f"wrote {a.out} ({sheet.shape[1]}x{sheet.shape[0]}, {len(buf) / 1e6:.1f} MB)")
+    atomic_write_png(a.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), (cv2.IMWRITE_PNG_COMPRESSION, 9))
+    print(f"wrote {a.out} ({sheet.shape[1]}x{sheet.shape[0]}, {Path(a.out).stat().st_size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
