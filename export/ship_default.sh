@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Export a finetune checkpoint as the shipped default model, with its model card.
 #
-#   bash export/ship_default.sh runs/cpu/best.pt "status note for the card"
+#   TRAIN_CMD='how it was trained' bash export/ship_default.sh runs/cpu/best.pt "status note for the card"
 #
 # 1. export (fp32 + int8 gate) into runs/ship/   2. ship int8 if it passed its gate, else fp32
 # 3. evaluate the shipped file on the run's validation split   4. speed bench   5. MODEL_CARD.md
@@ -32,10 +32,12 @@ INT8_ARG=()
 [ -f "$OUT/logdigit_default.int8.onnx" ] && INT8_ARG=(--int8 "$OUT/logdigit_default.int8.onnx")
 python bench/export_speed.py --checkpoint "$CKPT" --model "$OUT/logdigit_default.onnx" "${INT8_ARG[@]}"
 
+# TRAIN_CMD: the command(s) that trained $CKPT, recorded verbatim in the model card
+TRAIN_CMD=${TRAIN_CMD:-"nice -n 5 python bench/train_cpu.py --until HH:MM > $RUN_DIR/train.log 2>&1"}
 cat > "$OUT/commands.sh" <<EOF
-# training (network helper): training/configs/cpu.yaml on a wall-clock budget; the resolved
-# config actually used is printed below (bench/train_cpu.py resumes and writes it to $RUN_DIR)
-nice -n 5 python bench/train_cpu.py --until 08:38 > runs/cpu/train.log 2>&1
+# training: training/configs/cpu.yaml on a wall-clock budget; the resolved config actually
+# used is printed below (bench/train_cpu.py writes it to $RUN_DIR/config.yaml)
+$TRAIN_CMD
 # export, int8 gate, evaluation, speed, this card:
 bash export/ship_default.sh $CKPT
 #   = logdigit-train export $CKPT -o $OUT/logdigit_default.onnx --int8 --fp16 --eval-tiles 64 --threads $THREADS
