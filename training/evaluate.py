@@ -9,11 +9,12 @@ prediction for a handful of tiles) into ``--out``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import click
 import numpy as np
@@ -23,7 +24,7 @@ from logdigit.constants import (DEFAULT_INPUT_NORM, META_CLASS_MAP, META_INPUT, 
                                 ONNX_INPUT_NAME)
 from training import engine
 from training.config import ConfigError, merge, resolve, to_dict
-from training.finetune import (DataConfig, batches, class_names_for, load_items, make_dataset,
+from training.finetune import (DataConfig, class_names_for, load_items, make_dataset,
                                num_classes_for)
 from training.metrics import SegMetrics
 
@@ -50,29 +51,31 @@ class EvalConfig:
 
 # ----------------------------------------------------------------------------- tiles
 
-def fresh_items(data: DataConfig, count: int) -> list[dict[str, torch.Tensor]]:
-    """``count`` freshly rendered tiles (seed ``data.seed + FRESH_SEED_OFFSET``), in memory."""
+def iter_fresh_items(data: DataConfig, count: int) -> Iterator[dict[str, torch.Tensor]]:
+    """``count`` freshly rendered tiles (seed ``data.seed + FRESH_SEED_OFFSET``), one at a
+    time: ``{"image": float [1, H, W] pixel/255, "mask": int64 [H, W] class ids}``."""
     seed = data.seed + FRESH_SEED_OFFSET
-    if data.source == "toy":
-        from training.toydata import render_toy_tile
+    for i in range(count):
+        if data.source == "toy":
+            from training.toydata import render_toy_tile
 
-        pairs = [render_toy_tile(seed, i, data.size, data.task) for i in range(count)]
-    else:
-        from training.synth import render_tile
+            img, mask = render_toy_tile(seed, i, data.size, data.task)
+        else:
+            from training.synth import render_tile
 
-        pairs = []
-        for i in range(count):
             r = render_tile(seed, i, task=data.task, size=data.size)
-            pairs.append((r["image"], r["mask"]) if isinstance(r, dict) else (r[0], r[1]))
-    out = []
-    for img, mask in pairs:
+            img, mask = (r["image"], r["mask"]) if isinstance(r, dict) else (r[0], r[1])
         img = np.asarray(img)
         if img.ndim == 3:  # colour tile -> grey, the network's input
             img = img.mean(axis=2)
         x = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
-        out.append({"image": torch.from_numpy(np.ascontiguousarray(x))[None],
-                    "mask": torch.from_numpy(np.asarray(mask).astype(np.int64))})
-    return out
+        yield {"image": torch.from_numpy(np.ascontiguousarray(x))[None],
+               "mask": torch.from_numpy(np.asarray(mask).astype(np.int64))}
+
+
+def fresh_items(data: DataConfig, count: int) -> list[dict[str, torch.Tensor]]:
+    """:func:`iter_fresh_items` as a list (in memory)."""
+    return list(iter_fresh_items(data, count))
 
 
 # ----------------------------------------------------------------------------- predictors
@@ -120,18 +123,30 @@ def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Predictor, int, 
 
 # ----------------------------------------------------------------------------- scoring
 
-def score(predict: Predictor, items: list[dict], num_classes: int, class_names: dict[int, str],
-          batch_size: int = 16, tolerances=(0, 1, 2), quiet: bool = True
-          ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Run ``predict`` over tiles; returns (SegMetrics summary, predictions [H, W] per tile)."""
+def score(predict: Predictor, items: Iterable[dict], num_classes: int, class_names: dict[int, str],
+          batch_size: int = 16, tolerances=(0, 1, 2), quiet: bool = True, keep: int | None = None,
+          total: int | None = None) -> tuple[dict[str, Any], list[np.ndarray], list[dict]]:
+    """Run ``predict`` over tiles (a list, or an iterator consumed once: thousands of
+    large tiles never sit in memory together).
+
+    Returns (SegMetrics summary, predictions [H, W] uint8 and items of the first ``keep``
+    tiles (all when None)).
+    """
     met = SegMetrics(num_classes=num_classes, tolerances=tuple(tolerances), class_names=class_names)
     preds: list[np.ndarray] = []
-    n_batches = (len(items) + batch_size - 1) // batch_size
-    for b in engine.progress(batches(items, batch_size), total=n_batches, desc="evaluate", quiet=quiet):
+    kept: list[dict] = []
+    n = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    n_batches = None if n is None else (n + batch_size - 1) // batch_size
+    it = iter(items)
+    chunks = iter(lambda: list(itertools.islice(it, batch_size)), [])
+    for chunk in engine.progress(chunks, total=n_batches, desc="evaluate", quiet=quiet):
+        b = {k: torch.stack([c[k] for c in chunk]) for k in ("image", "mask")}
         p = predict(b["image"])
         met.update(p, b["mask"].numpy())
-        preds.extend(p)
-    return met.summary(), preds
+        room = len(chunk) if keep is None else max(0, keep - len(preds))
+        preds.extend(p[:room])
+        kept.extend(chunk[:room])
+    return met.summary(), preds, kept
 
 
 def colourise(mask: np.ndarray) -> np.ndarray:
@@ -180,25 +195,25 @@ def evaluate(cfg: EvalConfig, checkpoint: str | None = None, onnx: str | None = 
     if cfg.data.size % stride:
         raise ConfigError(f"data.size={cfg.data.size} must divide by the model stride {stride}")
     t0 = time.time()
-    if cfg.count > 0:
-        items, source = fresh_items(cfg.data, cfg.count), f"fresh:{cfg.count}"
+    if cfg.count > 0:  # rendered while scored: memory stays that of one batch
+        items, n_items, source = iter_fresh_items(cfg.data, cfg.count), cfg.count, f"fresh:{cfg.count}"
     else:
         items = load_items(make_dataset(cfg.data, "val"), cfg.limit)
-        source = f"val:{len(items)}"
-    t1 = time.time()
+        n_items, source = len(items), f"val:{len(items)}"
     names = class_names_for(cfg.data.task)
-    summary, preds = score(predict, items, ncls, names, cfg.batch_size, cfg.tolerances, quiet=quiet)
+    summary, preds, kept = score(predict, items, ncls, names, cfg.batch_size, cfg.tolerances,
+                                 quiet=quiet, keep=cfg.png_tiles, total=n_items)
     t2 = time.time()
     result = {"source": source, **provenance, "data": to_dict(cfg.data),
               "tolerances": list(cfg.tolerances),
-              "seconds": {"tiles": round(t1 - t0, 2), "inference_and_scoring": round(t2 - t1, 2)},
+              "seconds": {"tiles_inference_and_scoring": round(t2 - t0, 2)},
               **summary}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "eval.json", json.dumps(result, indent=1))
         if cfg.png_tiles > 0:
-            ok, buf = cv2.imencode(".png", prediction_sheet(items, preds, cfg.png_tiles))
+            ok, buf = cv2.imencode(".png", prediction_sheet(kept, preds, cfg.png_tiles))
             atomic_write_bytes(out / "predictions.png", buf.tobytes())
     return result
 
