@@ -31,7 +31,8 @@ from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
 from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
-from .vectorise import (TrackerConfig, depth_grid, resample_rows, trace_curves, track_window)
+from .vectorise import (TrackerConfig, depth_grid, resample_rows, style_mask, trace_curves,
+                        track_window)
 
 #: named colours for the calibration ``color`` key (RGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -59,6 +60,14 @@ class TrackPlan:
     xr: float
     curves: list[CurveCalibration] | None
     source: str = "calibration"   # calibration | detected | snapped | whole-width
+    drift_ref: float = 0.0        # layout drift (px) at the row where xl/xr hold
+
+    def shift(self, layout, n_rows: int) -> np.ndarray | None:
+        """Per-row offset (px, float [n_rows]) of the track's borders from ``xl``/``xr``
+        on drifting paper (:meth:`Layout.drift_at`), or None when the paper is straight."""
+        if not getattr(layout, "drift", None):
+            return None
+        return layout.drift_at(np.arange(n_rows, dtype=np.float64)) - self.drift_ref
 
 
 @dataclass
@@ -180,6 +189,12 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
         x = np.asarray(x, np.float64)
         return layout.to_deskewed(np.full_like(x, row_ref), x)[1]
 
+    # on drifting paper the calibrated columns hold at row_ref, the detected ones on average
+    ref_drift = 0.0
+    if getattr(layout, "drift", None):
+        rdesk = layout.to_deskewed(np.array([row_ref]), np.array([W / 2.0]))[0]
+        ref_drift = float(layout.drift_at(rdesk)[0])
+
     dcx = _depth_column(calibration, W)
     if dcx is not None:
         dcx = float(cols_desk([dcx])[0])
@@ -213,13 +228,14 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
             src = "detected"
         else:
             xl, xr = (float(v) for v in cols_desk(tc.x))
-            src = "calibration"
+            src, ref = "calibration", ref_drift
             tol = max(SNAP_PX, 0.02 * (xr - xl))
-            near = [d for d in detected if abs(d[0] - xl) <= tol and abs(d[1] - xr) <= tol]
+            al, ar = xl - ref, xr - ref      # where the calibrated borders run on average
+            near = [d for d in detected if abs(d[0] - al) <= tol and abs(d[1] - ar) <= tol]
             if near:
-                xl, xr = min(near, key=lambda d: abs(d[0] - xl) + abs(d[1] - xr))
-                src = "snapped"
-        tracks.append(TrackPlan(i, xl, xr, tc.curves, src))
+                xl, xr = min(near, key=lambda d: abs(d[0] - al) + abs(d[1] - ar))
+                src, ref = "snapped", 0.0
+        tracks.append(TrackPlan(i, xl, xr, tc.curves, src, ref))
     return ReadPlan(tracks, rows, True, depth, notes)
 
 
@@ -304,10 +320,12 @@ def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[Dept
 # digitising (pure: masks in, table out)
 # ---------------------------------------------------------------------------
 
-def _colour_masks(rgb: np.ndarray, classes: np.ndarray, cls_ids: list[int], colours: list[str],
-                  rows: tuple[int, int], win: tuple[int, int], block: int = 4096
-                  ) -> list[np.ndarray]:
-    """Per curve: its class pixels whose colour is nearest that curve's colour."""
+def _colour_masks(rgb: np.ndarray, classes: np.ndarray, cid: int, colours: list[str],
+                  rows: tuple[int, int], win: tuple[int, int], block: int = 4096, *,
+                  code: np.ndarray | None = None, allowed: frozenset[int] | None = None,
+                  p_min: float = 0.5) -> list[np.ndarray]:
+    """Per curve: the pixels of class ``cid`` (:func:`style_mask`) whose colour is
+    nearest that curve's colour."""
     top, bottom = rows
     c0, c1 = win
     ref = np.array([NAMED_COLOURS[c] for c in colours], np.int32)   # [K, 3]
@@ -317,9 +335,10 @@ def _colour_masks(rgb: np.ndarray, classes: np.ndarray, cls_ids: list[int], colo
         px = rgb[r0:r1, c0:c1].astype(np.int32)
         d = ((px[:, :, None, :] - ref[None, None]) ** 2).sum(-1)     # [h, w, K]
         near = d.argmin(-1)
-        cl = classes[r0:r1, c0:c1]
-        for k, cid in enumerate(cls_ids):
-            out[k][r0 - top:r1 - top] = (cl == cid) & (near == k)
+        mine = style_mask(classes[r0:r1, c0:c1], cid,
+                          None if code is None else code[r0:r1, c0:c1], allowed, p_min)
+        for k in range(len(colours)):
+            out[k][r0 - top:r1 - top] = mine & (near == k)
     return out
 
 
@@ -327,7 +346,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
              confidence: np.ndarray | None = None, rgb: np.ndarray | None = None,
              step: float | None = None, binary: bool = False,
              tracker: TrackerConfig | None = None, path: str | None = None,
-             plan: ReadPlan | None = None, grey: np.ndarray | None = None) -> Digitised:
+             plan: ReadPlan | None = None, grey: np.ndarray | None = None,
+             code: np.ndarray | None = None) -> Digitised:
     """Class masks -> curves on a regular depth step.
 
     Parameters
@@ -356,6 +376,12 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     grey : uint8 [H, W] or None
         The deskewed scan: when given, the depth scale is refined to the horizontal
         grid (:func:`refine_depth`).
+    code : uint8 [H, W] or None
+        Curve code of the segmenter (:func:`logdigit.segment.logits_to_codes`). On
+        calibrated tracks the pixels read for a style are then those likely curve
+        (``tracker.curve_p_min``) whose best style *among the track's listed styles* is
+        it (:func:`logdigit.vectorise.style_mask`); uncalibrated reads use the argmax.
+        Also the confidence when ``confidence`` is None.
 
     Returns
     -------
@@ -372,22 +398,26 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
     qc: list[QCCurve] = []
     for tp in plan.tracks:
+        shift = tp.shift(layout, H)
+        if shift is not None and not np.any(np.abs(shift[top:bottom]) >= 0.5):
+            shift = None
         if tp.curves is None:   # uncalibrated: every style present
             cls_list = [1] if binary else sorted(CLASS_TO_STYLE)
             for cid in cls_list:
                 tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence,
-                                  rows=plan.rows)[0]
+                                  rows=plan.rows, shift=shift)[0]
                 if tr is None or np.isfinite(tr.frac[top:bottom]).mean() < MIN_UNCALIBRATED_COVERAGE:
                     continue
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
                 curves_out.append((name, "FRAC", f"track {tp.index + 1} "
                                    f"{'curve' if binary else CLASS_TO_STYLE[cid]}, fraction of "
                                    "track width", tr.frac, tr.confidence, None))
-                qc.append(QCCurve(name, tr.frac, tr.observed, tp.xl, tp.xr))
+                qc.append(QCCurve(name, tr.frac, tr.observed, tp.xl, tp.xr, shift))
             continue
         groups: dict[int, list[CurveCalibration]] = {}
         for c in tp.curves:
             groups.setdefault(1 if binary else STYLE_TO_CLASS[c.style], []).append(c)
+        allowed = frozenset(groups) if code is not None else None
         for cid, cs in groups.items():
             masks = None
             if len(cs) > 1 or binary:
@@ -398,9 +428,11 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                         raise CalibrationError(
                             f"color {unknown[0]!r} is unknown: use one of "
                             f"{', '.join(sorted(NAMED_COLOURS))}", path)
-                    masks = _colour_masks(rgb, classes, [cid] * len(cs),
-                                          [c.color.lower() for c in cs], plan.rows,
-                                          track_window(tp.xl, tp.xr, W))
+                    masks = _colour_masks(
+                        rgb, classes, cid, [c.color.lower() for c in cs], plan.rows,
+                        track_window(tp.xl, tp.xr, W, None if shift is None
+                                     else shift[top:bottom]),
+                        code=code, allowed=allowed, p_min=cfg.curve_p_min)
                 elif len(cs) > 1:
                     warnings.append(
                         f"track {tp.index + 1}: {len(cs)} {cs[0].style if not binary else ''} "
@@ -409,7 +441,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                         "check the QC overlay")
             traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
                                   wrap=[c.wrap for c in cs], confidence=confidence,
-                                  rows=plan.rows, masks=masks)
+                                  rows=plan.rows, masks=masks, code=code, allowed=allowed,
+                                  shift=shift)
             for c, tr in zip(cs, traces):
                 if tr is None:
                     warnings.append(f"{c.mnemonic}: no {c.style} curve found in track "
@@ -422,7 +455,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                 descr = (f"track {tp.index + 1} {c.style}, {c.left:g}..{c.right:g} "
                          f"{c.scale}{', wrapped' if c.wrap else ''}")
                 curves_out.append((c.mnemonic, c.unit, descr, frac, conf, c))
-                qc.append(QCCurve(c.mnemonic, frac, obs, tp.xl, tp.xr))
+                qc.append(QCCurve(c.mnemonic, frac, obs, tp.xl, tp.xr, shift))
 
     # resample to the regular depth step
     rows_idx = np.arange(H, dtype=np.float64)
@@ -587,16 +620,16 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     top, bottom = plan.rows
     s0, s1 = max(0, top - SEGMENT_MARGIN), min(H, bottom + SEGMENT_MARGIN)
     classes = np.zeros((H, W), np.uint8)
-    conf = np.zeros((H, W), np.uint8)
+    code = np.zeros((H, W), np.uint8)   # curve code (also the confidence): no float copy
     bar = _Bar(progress, s1 - s0, scan_path.name)
     try:
-        seg.predict(grey[s0:s1], progress=bar, out=(classes[s0:s1], conf[s0:s1]))
+        seg.predict(grey[s0:s1], progress=bar, out=(classes[s0:s1], None), code=code[s0:s1])
     finally:
         bar.close()
     lap("segment")
-    dig = digitise(classes, cal, layout, confidence=conf, rgb=rgb, step=step,
-                   binary=seg.binary, tracker=tracker, plan=plan, grey=grey)
-    del classes, conf
+    dig = digitise(classes, cal, layout, rgb=rgb, step=step, binary=seg.binary,
+                   tracker=tracker, plan=plan, grey=grey, code=code)
+    del classes, code
     lap("vectorise")
     table = dig.table
     table.source = os.fspath(scan_path)

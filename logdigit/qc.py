@@ -29,13 +29,15 @@ LEGEND_ROWS = 22       #: legend line height (px)
 class QCCurve:
     """One curve to draw: ``frac`` float [H] per scan row (NaN = not read, unwrapped
     values allowed), ``observed`` bool [H], track edges ``xl``, ``xr`` (deskewed
-    pixel-index columns)."""
+    pixel-index columns), ``shift`` float [H] or None: on drifting paper the edges
+    run that many px right of ``xl``/``xr`` at each row."""
 
     mnemonic: str
     frac: np.ndarray
     observed: np.ndarray
     xl: float
     xr: float
+    shift: np.ndarray | None = None
 
 
 def overlay_scale(height: int, width: int) -> float:
@@ -96,15 +98,16 @@ def render_overlay(grey: np.ndarray, curves: list[QCCurve], rows: tuple[int, int
         cv2.putText(canvas, f"{c.mnemonic}  ({100 * cov:.0f}% of rows)", (44, ly), font, 0.5,
                     (0, 0, 0), 1, cv2.LINE_AA)
         ly += LEGEND_ROWS
-        for xe in (c.xl, c.xr):
-            xx = int(round(xe * s))
-            cv2.line(canvas, (xx, legend), (xx, legend + h - 1), (200, 170, 120), 1)
         f = c.frac[top:bottom]
+        off = np.zeros(len(f)) if c.shift is None else np.asarray(c.shift[top:bottom], float)
+        ys = np.arange(len(f)) * s + legend
+        for xe in (c.xl, c.xr) if len(f) > 1 else ():
+            edge = np.stack([(xe + off) * s, ys], 1)[:: max(1, int(1 / s))]
+            cv2.polylines(canvas, [edge.round().astype(np.int32)], False, (200, 170, 120), 1)
         wrapped = np.mod(f, 1.0)
         jump = np.zeros(len(f), bool)
         jump[1:] = np.abs(np.diff(np.floor(np.where(np.isfinite(f), f, 0.0)))) > 0
-        xs = (c.xl + wrapped * (c.xr - c.xl)) * s
-        ys = np.arange(len(f)) * s + legend
+        xs = (c.xl + off + wrapped * (c.xr - c.xl)) * s
         obs = c.observed[top:bottom]
         for pl in _polylines(ys, np.where(obs, xs, np.nan), jump):
             cv2.polylines(canvas, [pl], False, col, 2, cv2.LINE_AA)

@@ -2,8 +2,9 @@
 
 The network is run on bands of tiles with a halo around each tile's core, so that
 the tiled result equals the whole-image result (the halo covers at least half the
-network's receptive field). Only a uint8 class mask and a uint8 confidence of the
-whole scan are kept: memory is bounded by the tile, not by the scan height.
+network's receptive field). Only uint8 arrays of the whole scan are kept (class mask,
+confidence and/or the curve code of :func:`logits_to_codes`): memory is bounded by
+the tile, not by the scan height.
 
 Model file contract (DESIGN.md): input ``image`` float32 N x 1 x H x W (dynamic H, W),
 output ``logits`` N x C x H x W, ``custom_metadata_map`` with JSON values under the
@@ -15,6 +16,8 @@ Examples
 --------
 >>> seg = Segmenter("model.onnx", threads=2)              # doctest: +SKIP
 >>> classes, confidence = seg.predict(grey)                # doctest: +SKIP
+>>> code = np.empty(grey.shape, np.uint8)                  # doctest: +SKIP
+>>> classes, _ = seg.predict(grey, out=(classes, None), code=code)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -263,6 +266,42 @@ def logits_to_classes(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cls.astype(np.uint8), conf
 
 
+#: Curve code (one uint8 per pixel, what the network says beyond the argmax):
+#: bits 0-3 P(curve) = 1 - P(background) in 1/15ths (0..15); bits 4-5 the most likely
+#: curve class - 1; bits 6-7 the second most likely curve class - 1 (binary models: 0).
+CODE_P_LEVELS: int = 15
+CODE_P_MASK: int = 0x0F
+
+
+def logits_to_codes(logits: np.ndarray, want_conf: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``logits`` float [N, C, H, W] -> (classes uint8 [N, H, W], confidence uint8
+    [N, H, W] or None, curve code uint8 [N, H, W]; see :data:`CODE_P_LEVELS`).
+
+    The code keeps, without a float copy of the scan, the probability that a pixel is
+    ink of any curve (faint curves where background won the argmax still score) and
+    the two best curve classes (a style the calibration does not list for a track can
+    give way to the runner-up).
+    """
+    cls = np.argmax(logits, axis=1)
+    lmax = np.take_along_axis(logits, cls[:, None], axis=1)
+    ex = np.exp(logits - lmax)
+    denom = ex.sum(axis=1)
+    conf = None
+    if want_conf:
+        conf = np.clip(np.rint(255.0 / denom), 0, 255).astype(np.uint8)
+    p_curve = 1.0 - ex[:, 0] / denom
+    code = np.clip(np.rint(p_curve * CODE_P_LEVELS), 0, CODE_P_LEVELS).astype(np.uint8)
+    if logits.shape[1] > 2:
+        cur = logits[:, 1:]
+        b1 = np.argmax(cur, axis=1)
+        cur = cur.copy()
+        np.put_along_axis(cur, b1[:, None], -np.inf, axis=1)
+        b2 = np.argmax(cur, axis=1)
+        code |= (b1.astype(np.uint8) << 4) | (b2.astype(np.uint8) << 6)
+    return cls.astype(np.uint8), conf, code
+
+
 class Segmenter:
     """A loaded segmentation model, reusable across scans.
 
@@ -306,8 +345,9 @@ class Segmenter:
         return out
 
     def predict(self, grey: np.ndarray, progress: Callable[[int], None] | None = None,
-                out: tuple[np.ndarray, np.ndarray] | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
+                out: tuple[np.ndarray, np.ndarray | None] | None = None,
+                code: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         """Segment a whole scan.
 
         Parameters
@@ -316,14 +356,17 @@ class Segmenter:
             The scan (paper light, ink dark).
         progress : callable(int) or None
             Called with the number of image rows finished after each band.
-        out : (uint8 [H, W], uint8 [H, W]) or None
-            Arrays (or views) to write the classes and confidence into.
+        out : (uint8 [H, W], uint8 [H, W] or None) or None
+            Arrays (or views) to write the classes and confidence into; a confidence
+            of None is not computed (and None is returned for it).
+        code : uint8 [H, W] or None
+            Also write the per-pixel curve code here (:func:`logits_to_codes`).
 
         Returns
         -------
         classes : uint8 [H, W]
             Class ids (:data:`CLASS_MAP` or :data:`BINARY_CLASS_MAP`).
-        confidence : uint8 [H, W]
+        confidence : uint8 [H, W] or None
             255 x the winning class's softmax probability.
         """
         if grey.ndim != 2 or grey.dtype != np.uint8:
@@ -341,8 +384,9 @@ class Segmenter:
             classes, conf = np.empty((H, W), np.uint8), np.empty((H, W), np.uint8)
         else:
             classes, conf = out
-            if classes.shape != (H, W) or conf.shape != (H, W):
-                raise ValueError(f"out arrays must be {(H, W)}, got {classes.shape}, {conf.shape}")
+        for a in (classes, conf, code):
+            if a is not None and a.shape != (H, W):
+                raise ValueError(f"out and code arrays must be {(H, W)}, got {a.shape}")
         norm = self.info.input_norm
         for band in bands:
             iy0, iy1 = band[0].iy0, band[0].iy1
@@ -359,25 +403,39 @@ class Segmenter:
                 for k in range(0, len(tiles), per):
                     chunk = tiles[k:k + per]
                     batch = np.stack([xs[:, t.ix0:t.ix1] for t in chunk])[:, None]
-                    cls_b, conf_b = logits_to_classes(self.run(np.ascontiguousarray(batch)))
-                    for t, c, q in zip(chunk, cls_b, conf_b):
+                    logits = self.run(np.ascontiguousarray(batch))
+                    if code is None:
+                        cls_b, conf_b = logits_to_classes(logits)
+                        code_b = [None] * len(chunk)
+                    else:
+                        cls_b, conf_b, code_b = logits_to_codes(logits, conf is not None)
+                    if conf_b is None:
+                        conf_b = [None] * len(chunk)
+                    for t, c, q, k in zip(chunk, cls_b, conf_b, code_b):
                         y1, x1 = min(t.y1, H), min(t.x1, W)
                         if y1 <= t.y0 or x1 <= t.x0:
                             continue
                         oy, ox = t.y0 - t.iy0, t.x0 - t.ix0
-                        classes[t.y0:y1, t.x0:x1] = c[oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
-                        conf[t.y0:y1, t.x0:x1] = q[oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
+                        win = (slice(oy, oy + y1 - t.y0), slice(ox, ox + x1 - t.x0))
+                        classes[t.y0:y1, t.x0:x1] = c[win]
+                        if q is not None:
+                            conf[t.y0:y1, t.x0:x1] = q[win]
+                        if k is not None:
+                            code[t.y0:y1, t.x0:x1] = k[win]
             if progress is not None:
                 progress(max(0, min(band[0].y1, H) - band[0].y0))
         return classes, conf
 
-    def predict_whole(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_whole(self, grey: np.ndarray, with_code: bool = False) -> tuple[np.ndarray, ...]:
         """The reference: one network call on the whole (stride-padded) image. For tests
-        and small images only (memory grows with the image)."""
+        and small images only (memory grows with the image). Returns (classes,
+        confidence), plus the curve code when ``with_code``."""
         H, W = grey.shape
         s = self.info.stride
         img = np.full((_round_up(H, s), _round_up(W, s)), PAD_VALUE, np.uint8)
         img[:H, :W] = grey
-        cls, conf = logits_to_classes(self.run(normalise(img, self.info.input_norm)[None, None]))
+        cls, conf, code = logits_to_codes(self.run(normalise(img, self.info.input_norm)[None, None]))
+        if with_code:
+            return cls[0, :H, :W], conf[0, :H, :W], code[0, :H, :W]
         return cls[0, :H, :W], conf[0, :H, :W]
 

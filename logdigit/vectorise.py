@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .constants import STYLE_TO_CLASS
+from .segment import CODE_P_LEVELS, CODE_P_MASK
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TrackerConfig:
     blip_rows: int = 4            #: isolated stretches this short may be specks ...
     blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
     min_rows: int = 20            #: a curve read on fewer rows is dropped (noise)
+    curve_p_min: float = 0.35     #: with the curve code: least P(curve) of a pixel read
 
 
 @dataclass
@@ -105,16 +107,42 @@ def find_runs(mask: np.ndarray, merge_px: int = 2) -> Runs:
     return Runs(r0, s, e, np.searchsorted(r0, np.arange(H + 1)))
 
 
+def style_mask(classes: np.ndarray, cls: int, code: np.ndarray | None = None,
+               allowed: frozenset[int] | None = None, p_min: float = 0.5) -> np.ndarray:
+    """Pixels read as class ``cls``: bool, the shape of ``classes``.
+
+    Without ``code`` / ``allowed`` (uncalibrated reads): ``classes == cls``. With the
+    curve code (:func:`logdigit.segment.logits_to_codes`) and the class ids a track
+    holds (``allowed``): pixels whose P(curve) is at least ``p_min`` (also where
+    background won the argmax: faint curves) and whose best *allowed* curve class is
+    ``cls`` (the runner-up stands in where the best curve class is one the track does
+    not hold).
+    """
+    if code is None or allowed is None:
+        return classes == cls
+    if cls not in allowed:
+        return np.zeros(classes.shape, bool)
+    level = int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    best = (code >> 4) & 3
+    pick = np.where(np.isin(best, [a - 1 for a in allowed]), best, code >> 6)
+    return ((code & CODE_P_MASK) >= level) & (pick == cls - 1)
+
+
 def find_class_runs(classes: np.ndarray, cls: int, rows: tuple[int, int],
-                    cols: tuple[int, int], merge_px: int, block: int = 8192) -> Runs:
-    """:func:`find_runs` of ``classes == cls`` over ``rows`` x ``cols``, made in blocks of
-    rows so the temporaries stay small on tall scans. Rows are relative to ``rows[0]``."""
+                    cols: tuple[int, int], merge_px: int, block: int = 8192,
+                    code: np.ndarray | None = None, allowed: frozenset[int] | None = None,
+                    p_min: float = 0.5) -> Runs:
+    """:func:`find_runs` of :func:`style_mask` (default ``classes == cls``) over
+    ``rows`` x ``cols``, made in blocks of rows so the temporaries stay small on tall
+    scans. Rows are relative to ``rows[0]``."""
     top, bottom = rows
     c0, c1 = cols
     parts = []
     for r0 in range(top, bottom, block):
         r1 = min(bottom, r0 + block)
-        rr = find_runs(classes[r0:r1, c0:c1] == cls, merge_px)
+        m = style_mask(classes[r0:r1, c0:c1], cls,
+                       None if code is None else code[r0:r1, c0:c1], allowed, p_min)
+        rr = find_runs(m, merge_px)
         parts.append((rr.rows + (r0 - top), rr.starts, rr.ends))
     if not parts:
         z = np.zeros(0, np.int64)
@@ -315,20 +343,6 @@ def unroll(runs: Runs, period: int, levels: tuple[int, ...] = (-1, 0, 1)) -> tup
     return Runs(rows, st, en, np.searchsorted(rows, np.arange(runs.n_rows + 1))), lv, src
 
 
-@dataclass
-class CurveTrace:
-    """One curve read from a track, per row of the scan (deskewed frame).
-
-    ``frac`` : float [H] fraction of track width (NaN where not read; unwrapped);
-    ``observed`` : bool [H] rows with evidence (not bridged);
-    ``confidence`` : float [H] in [0, 1] (0 where bridged or not read).
-    """
-
-    frac: np.ndarray
-    observed: np.ndarray
-    confidence: np.ndarray
-
-
 def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
     """Drop grid lines taken for curve pixels: runs spanning more than
     ``cfg.max_run_share`` of the track width (horizontal lines), and narrow runs lying
@@ -351,15 +365,50 @@ def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
     return runs.subset(~drop) if drop.any() else runs
 
 
-def track_window(xl: float, xr: float, width: int) -> tuple[int, int]:
-    """Columns ``[c0, c1)`` searched for a track whose edges are at ``xl``, ``xr``."""
-    return max(0, int(math.floor(xl))), min(width, int(math.ceil(xr)) + 1)
+def track_window(xl: float, xr: float, width: int,
+                 shift: np.ndarray | None = None) -> tuple[int, int]:
+    """Columns ``[c0, c1)`` searched for a track whose edges are at ``xl``, ``xr``
+    (widened by the extremes of the per-row border ``shift`` when given)."""
+    lo = hi = 0
+    if shift is not None and len(shift):
+        lo, hi = int(np.floor(np.min(shift))), int(np.ceil(np.max(shift)))
+    return (max(0, int(math.floor(xl)) + min(0, lo)),
+            min(width, int(math.ceil(xr)) + 1 + max(0, hi)))
+
+
+def straighten_runs(runs: Runs, offset: int, ishift: np.ndarray, width: int) -> Runs:
+    """Runs found in a window starting ``offset`` columns left of the track window, on
+    paper whose borders run ``ishift`` [n_rows] int px right of their listed columns:
+    moved to the listed (straight) frame of the track window ``[0, width)``, clipped
+    to it (pieces of neighbouring tracks dropped)."""
+    d = offset + ishift[runs.rows] if len(runs.rows) else np.zeros(0, np.int64)
+    st = np.clip(runs.starts - d, 0, width)
+    en = np.clip(runs.ends - d, 0, width)
+    keep = en > st
+    rows = runs.rows[keep]
+    return Runs(rows, st[keep], en[keep], np.searchsorted(rows, np.arange(runs.n_rows + 1)))
+
+
+@dataclass
+class CurveTrace:
+    """One curve read from a track, per row of the scan (deskewed frame).
+
+    ``frac`` : float [H] fraction of track width (NaN where not read; unwrapped);
+    ``observed`` : bool [H] rows with evidence (not bridged);
+    ``confidence`` : float [H] in [0, 1] (0 where bridged or not read).
+    """
+
+    frac: np.ndarray
+    observed: np.ndarray
+    confidence: np.ndarray
 
 
 def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: int = 1,
                  cfg: TrackerConfig | None = None, wrap: list[bool] | None = None,
                  confidence: np.ndarray | None = None, rows: tuple[int, int] | None = None,
-                 masks: list[np.ndarray] | None = None) -> list[CurveTrace | None]:
+                 masks: list[np.ndarray] | None = None, code: np.ndarray | None = None,
+                 allowed: frozenset[int] | None = None,
+                 shift: np.ndarray | None = None) -> list[CurveTrace | None]:
     """Read ``n_curves`` curves of class ``cls`` in the track with edges ``xl``, ``xr``.
 
     Parameters
@@ -376,11 +425,21 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     wrap : list of bool
         Per curve: printed with backup traces.
     confidence : uint8 [H, W] or None
+        Per-pixel confidence (255 = sure); when None and ``code`` is given, the code's
+        P(curve) is used.
     rows : (top, bottom) or None
         Only rows ``[top, bottom)`` are read (others NaN).
     masks : list of bool [bottom - top, c1 - c0] or None
-        Per-curve masks over the window (e.g. split by colour), used instead of
-        ``classes == cls``.
+        Per-curve masks over the window ``track_window(xl, xr, W, shift)`` (e.g. split
+        by colour), used instead of the class pixels.
+    code : uint8 [H, W] or None
+        Curve code of the segmenter; with ``allowed`` (class ids the track holds) the
+        pixels read are :func:`style_mask` (P(curve) >= ``cfg.curve_p_min``, best
+        allowed style), not the argmax.
+    allowed : frozenset of int or None
+    shift : float [H] or None
+        Paper drift: the track's borders run ``shift[r]`` px right of ``xl``/``xr`` at
+        row ``r`` (:meth:`logdigit.layout.Layout.drift_at`); fractions follow them.
 
     Returns
     -------
@@ -388,18 +447,35 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     """
     cfg = cfg or TrackerConfig()
     H, W = classes.shape
-    c0, c1 = track_window(xl, xr, W)
     top, bottom = (0, H) if rows is None else (max(0, rows[0]), min(H, rows[1]))
+    c0, c1 = track_window(xl, xr, W)
+    sh = None if shift is None else np.asarray(shift, np.float64)[top:bottom]
+    if sh is not None and not np.any(np.abs(sh) >= 0.5):
+        sh = None
+    w0, w1 = track_window(xl, xr, W, sh)
+    ish = None if sh is None else np.rint(sh).astype(np.int64)
+    sub = np.zeros(bottom - top) if sh is None else sh - ish   # sub-pixel rest of the drift
     wrap = list(wrap or [False] * n_curves)
     width = float(xr - xl)
     out: list[CurveTrace | None] = []
     shared = None
     merge = cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
+
+    def straight(runs: Runs) -> Runs:
+        return runs if ish is None else straighten_runs(runs, c0 - w0, ish, c1 - c0)
+
     if masks is None:
-        shared = _narrow(find_class_runs(classes, cls, (top, bottom), (c0, c1), merge), cfg,
-                         width)
+        shared = _narrow(straight(find_class_runs(classes, cls, (top, bottom), (w0, w1), merge,
+                                                  code=code, allowed=allowed,
+                                                  p_min=cfg.curve_p_min)), cfg, width)
+    if confidence is None and code is not None:
+        confidence, conf_scale = code, CODE_P_LEVELS
+        conf_mask = CODE_P_MASK
+    else:
+        conf_scale, conf_mask = 255, 0xFF
     for k in range(n_curves):
-        runs = shared if masks is None else _narrow(find_runs(masks[k], merge), cfg, width)
+        runs = shared if masks is None else _narrow(straight(find_runs(masks[k], merge)), cfg,
+                                                    width)
         if wrap[k]:  # track in unrolled columns: levels -1, 0, +1 of backup traces
             uruns, lv, src = unroll(runs, int(round(width)))
             upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv))
@@ -422,14 +498,15 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
         if n_obs < cfg.min_rows:
             out.append(None)
             continue
-        frac = (x - xl) / width
+        frac = (x - sub - xl) / width
         frac, bridged = bridge_gaps(frac, cfg.max_gap_px)
         observed = np.isfinite(frac) & ~bridged
         conf = np.zeros(len(frac))
         if confidence is not None:
             rr = np.flatnonzero(observed)
-            cc = np.clip(np.rint(x[rr]).astype(np.int64), 0, W - 1)
-            conf[rr] = confidence[rr + top, cc] / 255.0
+            xs = x[rr] if ish is None else x[rr] + ish[rr]
+            cc = np.clip(np.rint(xs).astype(np.int64), 0, W - 1)
+            conf[rr] = (confidence[rr + top, cc] & conf_mask) / conf_scale
         else:
             conf[observed] = 1.0
         full = np.full(H, np.nan)

@@ -41,6 +41,12 @@ def test_tiled_equals_whole(tmp_path, monkeypatch, h, w, tile, band):
     assert len(np.unique(wcls)) > 1  # the random net is not constant
     np.testing.assert_array_equal(cls, wcls)
     np.testing.assert_array_equal(conf, wconf)
+    code = np.empty((h, w), np.uint8)                     # curve code, confidence skipped
+    c2, none = seg.predict(grey, out=(np.empty((h, w), np.uint8), None), code=code)
+    _, _, wcode = seg.predict_whole(grey, with_code=True)
+    assert none is None and len(np.unique(wcode)) > 4
+    np.testing.assert_array_equal(c2, cls)
+    np.testing.assert_array_equal(code, wcode)
 
 
 def test_too_small_halo_breaks_equality(tmp_path, monkeypatch):
@@ -49,6 +55,25 @@ def test_too_small_halo_breaks_equality(tmp_path, monkeypatch):
     seg = Segmenter(random_net(tmp_path / "r.onnx"), threads=1, tile=16, halo=0)
     grey = _grey(64, 64, 1)
     assert (seg.predict(grey)[1] != seg.predict_whole(grey)[1]).any()
+
+
+def test_logits_to_codes_known():
+    """P(curve) = 1 - P(background) in 1/15ths, best and runner-up curve classes."""
+    from logdigit.segment import CODE_P_LEVELS, logits_to_codes
+    p = np.array([[0.6, 0.05, 0.25, 0.02, 0.08],     # background wins; dashed, dashdot next
+                  [0.1, 0.5, 0.1, 0.3, 0.0],         # solid, then dotted
+                  [0.2, 0.0, 0.1, 0.3, 0.4]])        # dashdot, then dotted
+    logits = np.log(np.maximum(p, 1e-9)).T.reshape(1, 5, 1, 3).astype(np.float32)
+    cls, conf, code = logits_to_codes(logits)
+    np.testing.assert_array_equal(cls[0, 0], [0, 1, 4])
+    np.testing.assert_array_equal(code[0, 0] & 15, np.rint((1 - p[:, 0]) * CODE_P_LEVELS))
+    np.testing.assert_array_equal((code[0, 0] >> 4) & 3, [1, 0, 3])    # class - 1
+    np.testing.assert_array_equal(code[0, 0] >> 6, [3, 2, 2])
+    np.testing.assert_array_equal(conf, logits_to_classes_ref(logits))
+
+
+def logits_to_classes_ref(logits):
+    return segment.logits_to_classes(logits)[1]
 
 
 def test_plan_tiles_cover_once():

@@ -9,7 +9,7 @@ import pytest
 
 from logdigit.calibration import value_to_fraction
 from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips, find_runs,
-                                resample_rows, trace_curves)
+                                resample_rows, style_mask, trace_curves)
 
 
 def _draw(h, w, x, width=2, cls=1, out=None):
@@ -258,3 +258,114 @@ def test_find_class_runs_blocked_equals_whole():
     blk = find_class_runs(cl, 2, (10, 290), (5, 50), 2, block=64)
     for a in ("rows", "starts", "ends", "ptr"):
         np.testing.assert_array_equal(getattr(whole, a), getattr(blk, a))
+
+
+def _drift_page(amp=12):
+    """A rendered page whose paper wanders sideways (rows shifted by dx(r), a bump of
+    ``amp`` px, image and mask alike; slow enough for Layout to follow it, and not a
+    straight ramp, which is skew), its calibration's columns read at the middle row."""
+    synth = pytest.importorskip("training.synth")
+    page = synth.render_page(4242, 5, height=4000, width=1000, n_tracks=2, skew_deg=0.0,
+                             styles=["solid", "dashed"], wraps=False, colour=False)
+    h, w = page.mask.shape
+    dx = np.round(amp * np.sin(np.pi * np.arange(h) / h)).astype(int)
+    img = np.full_like(page.image, 255)
+    mask = np.zeros_like(page.mask)
+    for r in range(h):
+        d = dx[r]
+        if d >= 0:
+            img[r, d:], mask[r, d:] = page.image[r, :w - d], page.mask[r, :w - d]
+        else:
+            img[r, :d], mask[r, :d] = page.image[r, -d:], page.mask[r, -d:]
+    cal = page.calibration
+    rows = cal.depth.rows
+    ref = int(round(sum(rows) / 2.0)) if rows is not None else (h - 1) // 2
+    for t in cal.tracks:
+        if t.x is not None:
+            t.x = [t.x[0] + int(dx[ref]), t.x[1] + int(dx[ref])]
+    return page, img, mask
+
+
+def test_paper_drift_followed():
+    """Track borders that wander 12 px sideways: with Layout.drift the values follow the
+    borders (errors as on straight paper); ignoring the drift is several times worse."""
+    from logdigit import layout as lay
+    from logdigit.pipeline import deskew_mask, digitise
+
+    page, img, mask = _drift_page()
+    L = lay.analyse(img)
+    assert L.drift, L.notes
+    mask, img = deskew_mask(mask, L.skew_deg), lay.deskew(img, L.skew_deg)
+    scores = _score(digitise(mask, page.calibration, L, grey=img), page)
+    errs = np.concatenate([e for _, _, _, e in scores])
+    assert np.median(errs) < 0.3 and np.percentile(errs, 95) < 1.0
+    assert all(c > 0.97 for _, _, c, _ in scores)
+    L.drift = []                                    # the same read, drift ignored
+    errs0 = np.concatenate([e for _, _, _, e in _score(digitise(mask, page.calibration, L,
+                                                                grey=img), page)])
+    assert np.median(errs0) > 3 * np.median(errs)
+
+
+def _code(p_curve, best, second=0):
+    """Curve code bytes: P(curve) 0..1, best / runner-up curve class ids (1..4)."""
+    return (np.rint(np.asarray(p_curve) * 15).astype(np.uint8) | ((best - 1) << 4)
+            | ((max(second, 1) - 1) << 6)).astype(np.uint8)
+
+
+def test_style_mask_allowed_styles_and_faint():
+    classes = np.array([[0, 1, 2, 1]], np.uint8)
+    code = np.array([[_code(0.4, 2), _code(0.9, 1, 2), _code(0.8, 2, 1), _code(0.2, 1, 2)]])
+    # uncalibrated: the argmax
+    np.testing.assert_array_equal(style_mask(classes, 2), [[0, 0, 1, 0]])
+    # track holds dashed only: faint dashed (background won) and solid -> runner-up dashed
+    dashed = frozenset({2})
+    np.testing.assert_array_equal(style_mask(classes, 2, code, dashed, 0.35), [[1, 1, 1, 0]])
+    np.testing.assert_array_equal(style_mask(classes, 2, code, dashed, 0.5), [[0, 1, 1, 0]])
+    both = frozenset({1, 2})                  # both held: each pixel keeps its best
+    np.testing.assert_array_equal(style_mask(classes, 1, code, both, 0.35), [[0, 1, 0, 0]])
+    np.testing.assert_array_equal(style_mask(classes, 2, code, both, 0.35), [[1, 0, 1, 0]])
+    assert not style_mask(classes, 3, code, both, 0.1).any()   # a style the track lacks
+
+
+def test_faint_curve_read_from_code():
+    """A curve the argmax calls background (P(curve) 0.4) is read from the curve code in
+    a calibrated track; the argmax alone finds nothing."""
+    from logdigit.calibration import calibration_from_dict
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 600, 200
+    x = 100 + 60 * np.sin(np.arange(h) / 80.0)
+    faint = _draw(h, w, x, cls=1) > 0
+    classes = np.zeros((h, w), np.uint8)
+    code = np.where(faint, _code(0.4, 2, 1), _code(0.0, 1, 2)).astype(np.uint8)
+    cal = calibration_from_dict({
+        "depth": {"unit": "M", "ties": [{"row": 0, "depth": 0.0}, {"row": 600, "depth": 60.0}]},
+        "tracks": [{"x": [0, 199], "curves": [
+            {"style": "dashed", "mnemonic": "AAA", "left": 0, "right": 199}]}]})
+    lay = Layout(shape=(h, w), log_bottom=h)
+    table = digitise(classes, cal, lay, code=code, step=0.1).table
+    col = table.curves[0]
+    truth = np.interp(table.depth * 10, np.arange(h), x)       # row = depth / 0.1 m
+    ok = np.isfinite(col.values)
+    assert ok.mean() > 0.95
+    assert np.median(np.abs(col.values[ok] - truth[ok])) < 1.0   # values are columns here
+    assert np.all(col.confidence[ok] > 0.3)
+    none = digitise(classes, cal, lay, step=0.1).table.curves[0]
+    assert not np.isfinite(none.values).any()
+
+
+def test_trace_curves_follow_shift():
+    """A curve drawn on paper shifted by s(r) px per row is read at its place relative
+    to the shifted borders; sub-pixel shift included."""
+    h, w = 500, 260
+    shift = 15 * np.sin(np.arange(h) / 120.0) + 0.3
+    f = 0.5 + 0.3 * np.sin(np.arange(h) / 60.0)           # true fraction of the track
+    xl, xr = 30.0, 230.0
+    m = _draw(h, w, xl + shift + f * (xr - xl))
+    tr = trace_curves(m, 1, xl, xr, shift=shift)[0]
+    ok = np.isfinite(tr.frac)
+    assert ok.mean() > 0.98
+    assert np.median(np.abs(tr.frac[ok] - f[ok])) < 0.003
+    plain = trace_curves(m, 1, xl, xr)[0]
+    assert np.median(np.abs(plain.frac[ok] - f[ok])) > 0.02
