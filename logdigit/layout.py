@@ -57,10 +57,13 @@ SKEW_STEP_DEG = 0.05        # coarse search step
 SKEW_BAND_ROWS = 1024       # rows per skew band
 SKEW_MAX_BANDS = 24
 STRIP_ROWS = 256            # rows per analysis strip
+FINE_ROWS = 64              # rows per sub-strip for following bent / wandering lines
 LINE_FILL = 0.5             # a column is a vertical line in a strip if inked in >= this share
 LINE_EXCESS = 0.3           # ... and in this share more than the columns beside it
 MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
 MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
+GRID_GAP_MIN = 0.02         # a gap is inside a track if its grid contrast is >= this ...
+GRID_GAP_REL = 0.1          # ... and >= this share of the best gap's
 
 
 @dataclass
@@ -326,17 +329,32 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
             prof = _profiles(grey, skew, thr)
     lay = Layout(shape=(h, w), skew_deg=float(skew), threshold=thr, skew_confidence=conf,
                  log_bottom=h, notes=notes)
-    drift = _track_drift(prof)
+    fine = _fine_view(prof)
+    drift = _track_drift(fine)
     shifts = None
-    if drift is not None:  # paper wander: measure everything on straightened strips
-        shifts = np.round(drift).astype(int)
-        prof = _profiles(grey, skew, thr, shifts)
-        s = prof.strip_rows
-        lay.drift = [(int(i * s + prof.strip_h[i] // 2), round(float(v), 2))
-                     for i, v in enumerate(drift)]
-        notes.append(f"track lines wander sideways by up to {np.abs(drift).max():.0f} px "
-                     f"along the scan: columns are where the lines run on average; see "
-                     f"Layout.drift_at")
+    if drift is not None:  # paper wander: measure everything on straightened rows
+        centres = np.arange(len(drift)) * FINE_ROWS + fine.strip_h // 2
+        sharp0 = _line_sharpness(prof)
+        shifts = np.round(np.interp(np.arange(h), centres, drift)).astype(np.int32)
+        prof1 = _profiles(grey, skew, thr, shifts)
+        # once more on the straightened scan: lines that moved too fast to follow, or
+        # were lost at a paper join, now run straight and link the pieces up
+        rest = _track_drift(_fine_view(prof1), min_px=1.0)
+        if rest is not None:
+            shifts2 = np.round(np.interp(np.arange(h), centres, drift + rest)).astype(np.int32)
+            prof2 = _profiles(grey, skew, thr, shifts2)
+            if _line_sharpness(prof2) > _line_sharpness(prof1):
+                drift, shifts, prof1 = drift + rest, shifts2, prof2
+        # kept only if the lines come out straighter than they were (a straight scan
+        # with a few stray pieces in its header must stay as it is)
+        if _line_sharpness(prof1) > 1.02 * sharp0:
+            prof = prof1
+            lay.drift = _thin_drift(centres, drift)
+            notes.append(f"track lines wander sideways by up to {np.abs(drift).max():.0f} px "
+                         f"along the scan: columns are where the lines run on average; see "
+                         f"Layout.drift_at")
+        else:
+            shifts = None
     lines, sections = _find_lines_and_sections(prof, h)
     if not lines:
         notes.append("no vertical track lines found: tracks not detected")
@@ -473,6 +491,45 @@ class _Profiles:
     bin_w: int
     rowink: np.ndarray    # [H] int32 ink per row (whole width)
     dark: np.ndarray      # [n_strips, W] uint32: sum of (255 - grey) per column per strip
+    fine_col: np.ndarray | None = None   # [n_fine, W] uint16: ink per column per sub-strip
+    fine_h: np.ndarray | None = None     # [n_fine] rows in each sub-strip (FINE_ROWS)
+
+
+def _line_sharpness(prof: _Profiles) -> float:
+    """How straight the vertical lines run down the scan: sum of squares of the column
+    ink profile of the whole scan (high when every strip inks the same columns)."""
+    c = prof.col.sum(0, dtype=np.float64)
+    return float(np.dot(c, c))
+
+
+def _fine_view(prof: _Profiles) -> _Profiles:
+    """The column profiles of ``prof`` by sub-strips of :data:`FINE_ROWS` rows, as a
+    :class:`_Profiles` (only ``strip_rows``, ``col`` and ``strip_h`` are meaningful):
+    lines that bend or wander several px per strip stay straight within a sub-strip."""
+    return _Profiles(FINE_ROWS, prof.fine_col, prof.fine_h, prof.rowbins, prof.bin_w,
+                     prof.rowink, prof.fine_col)
+
+
+def _thin_drift(rows: np.ndarray, drift: np.ndarray, tol: float = 0.5) -> list[tuple[int, float]]:
+    """(row, dx) samples of a drift curve, thinned so that linear interpolation between
+    the kept samples stays within ``tol`` px of every dropped one (first and last kept)."""
+    n = len(rows)
+    keep = np.zeros(n, bool)
+    keep[0] = keep[-1] = True
+    stack = [(0, n - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        seg = np.arange(a + 1, b)
+        lin = drift[a] + (drift[b] - drift[a]) * (rows[seg] - rows[a]) / max(1, rows[b] - rows[a])
+        err = np.abs(drift[seg] - lin)
+        k = int(np.argmax(err))
+        if err[k] > tol:
+            m = int(seg[k])
+            keep[m] = True
+            stack += [(a, m), (m, b)]
+    return [(int(rows[i]), round(float(drift[i]), 2)) for i in np.flatnonzero(keep)]
 
 
 def _shift_cols(a: np.ndarray, d: int, fill) -> np.ndarray:
@@ -487,11 +544,24 @@ def _shift_cols(a: np.ndarray, d: int, fill) -> np.ndarray:
     return out
 
 
+def _shift_rows(a: np.ndarray, d: np.ndarray, fill) -> np.ndarray:
+    """``a`` [rows, W] with row i moved left by ``d[i]`` columns (right for d < 0)."""
+    vals = np.unique(d)
+    if len(vals) == 1:
+        return _shift_cols(a, int(vals[0]), fill)
+    out = np.empty_like(a)
+    for v in vals:
+        idx = np.flatnonzero(d == v)
+        out[idx] = _shift_cols(a[idx], int(v), fill)
+    return out
+
+
 def _profiles(grey: np.ndarray, skew: float, thr: int,
               shifts: np.ndarray | None = None) -> _Profiles:
-    """One pass over the deskewed scan in strips: ink per column per strip, darkness per
-    column per strip, ink per row per column bin. ``shifts`` [n_strips] int moves each
-    strip left by that many columns first (undoing sideways drift of the paper)."""
+    """One pass over the deskewed scan in strips: ink per column per strip (and per
+    :data:`FINE_ROWS` sub-strip), darkness per column per strip, ink per row per column
+    bin. ``shifts`` [H] int moves each row left by that many columns first (undoing
+    sideways drift and bending of the paper)."""
     h, w = grey.shape
     s = STRIP_ROWS
     ns = (h + s - 1) // s
@@ -500,6 +570,9 @@ def _profiles(grey: np.ndarray, skew: float, thr: int,
     col = np.zeros((ns, w), np.uint16)
     dark = np.zeros((ns, w), np.uint32)
     strip_h = np.zeros(ns, np.int32)
+    nf = (h + FINE_ROWS - 1) // FINE_ROWS
+    fine_col = np.zeros((nf, w), np.uint16)
+    fine_h = np.zeros(nf, np.int32)
     rowbins = np.zeros((h, nb), np.uint16)
     big = 8 * s  # deskew 8 strips per warp
     for b0 in range(0, h, big):
@@ -510,16 +583,20 @@ def _profiles(grey: np.ndarray, skew: float, thr: int,
             si = r0 // s
             sub = blk[r0 - b0:r1 - b0]
             if shifts is not None:
-                sub = _shift_cols(sub, int(shifts[si]), 255)
+                sub = _shift_rows(sub, shifts[r0:r1], 255)
             ink = sub < thr
             col[si] = ink.sum(0, dtype=np.uint16)
+            for f0 in range(r0, r1, FINE_ROWS):
+                f1 = min(r1, f0 + FINE_ROWS)
+                fine_col[f0 // FINE_ROWS] = ink[f0 - r0:f1 - r0].sum(0, dtype=np.uint16)
+                fine_h[f0 // FINE_ROWS] = f1 - f0
             dark[si] = np.subtract(255, sub).sum(0, dtype=np.uint32)
             strip_h[si] = r1 - r0
             pad = np.zeros((r1 - r0, nb * bw), bool)
             pad[:, :w] = ink
             rowbins[r0:r1] = pad.reshape(r1 - r0, nb, bw).sum(2, dtype=np.uint16)
     rowink = rowbins.sum(1, dtype=np.int32)
-    return _Profiles(s, col, strip_h, rowbins, bw, rowink, dark)
+    return _Profiles(s, col, strip_h, rowbins, bw, rowink, dark, fine_col, fine_h)
 
 
 def _line_columns(prof: _Profiles) -> np.ndarray:
@@ -543,13 +620,79 @@ def _line_columns(prof: _Profiles) -> np.ndarray:
     return (fill >= LINE_FILL) & (fill - bg >= LINE_EXCESS)
 
 
+def _bridge_jumps(pieces: list[dict], max_gap: int = 2, max_jump: int = 12) -> list[dict]:
+    """Join line pieces across a sideways jump of the paper (a join, a fold, a sudden
+    turn): where several pieces (>= 3 strips) start within 2 strips of each other
+    and others ended up to ``max_gap`` strips before, the jump (<= ``max_jump`` px
+    from where the ended pieces were heading) that pairs up most of them is taken, if
+    it pairs at least 3 and half of the pieces on each side, and the pairs are joined. Ties go to the smaller jump (grid lines repeat, so a jump
+    is only known modulo their spacing). Returns the tracks, joined pieces merged."""
+    pcs = [p for p in pieces if len(p["s"]) >= 3]
+    rest = [p for p in pieces if len(p["s"]) < 3]
+    by_end: dict[int, list[int]] = {}
+    for qi, q in enumerate(pcs):
+        by_end.setdefault(q["s"][-1], []).append(qi)
+    order = sorted(range(len(pcs)), key=lambda i: pcs[i]["s"][0])
+    root = list(range(len(pcs)))
+    used_q: set[int] = set()
+    i = 0
+    while i < len(order):
+        b0 = pcs[order[i]]["s"][0]
+        j = i
+        while j < len(order) and pcs[order[j]]["s"][0] <= b0 + 2:
+            j += 1
+        cluster = order[i:j]
+        i = j
+        links = []   # (delta, p index, q index)
+        for pi in cluster:
+            p = pcs[pi]
+            b = p["s"][0]
+            for e in range(b - max_gap, b):
+                for qi in by_end.get(e, ()):
+                    if qi in used_q or qi == pi:
+                        continue
+                    q = pcs[qi]
+                    k = min(4, len(q["s"]))
+                    v = (q["x"][-1] - q["x"][-k]) / max(1, q["s"][-1] - q["s"][-k])
+                    delta = p["x"][0] - (q["x"][-1] + v * (b - e))
+                    if abs(delta) <= max_jump:
+                        links.append((delta, pi, qi))
+        if not links:
+            continue
+        best, best_n = None, 0
+        for dstar in range(-max_jump, max_jump + 1):
+            n = len({pi for dl, pi, _ in links if abs(dl - dstar) <= 2})
+            if n > best_n or (n == best_n and best is not None and abs(dstar) < abs(best)):
+                best, best_n = dstar, n
+        ended = {qi for e in range(b0 - max_gap, b0 + 2) for qi in by_end.get(e, ())
+                 if qi not in used_q}
+        # a slip breaks most lines at once: most pieces on both sides must pair up
+        if best_n < 3 or best_n < 0.5 * len(cluster) or best_n < 0.5 * len(ended):
+            continue
+        done_p: set[int] = set()
+        for dl, pi, qi in sorted(links, key=lambda t: abs(t[0] - best)):
+            if abs(dl - best) > 2 or pi in done_p or qi in used_q:
+                continue
+            done_p.add(pi)
+            used_q.add(qi)
+            rq = qi
+            while root[rq] != rq:
+                rq = root[rq]
+            pcs[rq]["s"] = pcs[rq]["s"] + pcs[pi]["s"]
+            pcs[rq]["x"] = pcs[rq]["x"] + pcs[pi]["x"]
+            root[pi] = rq
+    return [p for k, p in enumerate(pcs) if root[k] == k] + rest
+
+
 def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
     """Sideways drift of the vertical lines down the scan (paper wander), per strip.
 
     Line pieces found in each strip are linked into tracks (a piece continues a track
-    within 3 px, +1 px per skipped strip); the drift of a strip is the median offset of
-    the long tracks there from their own position, aligned between tracks by two
-    rounds of median fitting. Returns [n_strips] float px (median 0; positive = lines
+    within 3 px of where the track's recent sideways speed puts it, +1 px per skipped
+    strip; pieces broken at a jump are joined by :func:`_bridge_jumps`); within each
+    part of the scan whose long tracks overlap in time, the drift of a strip is the
+    median offset of the tracks there from their own position (:func:`_align_tracks`);
+    parts that no line links are joined without a jump. Returns [n_strips] float px (median 0; positive = lines
     to the right), or None when the lines stay within ``min_px``.
     """
     s = prof.strip_rows
@@ -562,8 +705,12 @@ def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
         pairs = []
         for ti, t in enumerate(active):
             tol = 3 + (si - t["s"][-1] - 1)
+            # predicted position: the track's recent sideways speed carried on
+            k = min(4, len(t["s"]))
+            v = (t["x"][-1] - t["x"][-k]) / (t["s"][-1] - t["s"][-k]) if k > 1 else 0.0
+            xp = t["x"][-1] + v * (si - t["s"][-1])
             for di, x in enumerate(dets):
-                dd = abs(x - t["x"][-1])
+                dd = abs(x - xp)
                 if dd <= tol:
                     pairs.append((dd, ti, di))
         used_t, used_d = set(), set()
@@ -581,30 +728,103 @@ def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
         for t in active:
             (keep if si - t["s"][-1] <= 4 else finished).append(t)
         active = keep
-    tracks = [t for t in finished + active
-              if len(t["s"]) >= max(6, int(0.15 * max(1, full.sum())))]
+    # long enough not to be text or a curve: 15 % of the scan, at most 4,096 rows
+    min_len = max(6, int(min(0.15 * max(1, full.sum()), 4096 // s)))
+    tracks = [t for t in _bridge_jumps(finished + active) if len(t["s"]) >= min_len]
     if len(tracks) < 2:
         return None
-    d = np.zeros(ns)
-    for _ in range(2):
-        offs = [[] for _ in range(ns)]
+    # parts of the scan linked by lines: a new part starts where most lines on one
+    # side of a strip boundary end or begin there (a new log, a header between
+    # sections). Within a part the drift aligns its tracks; between parts nothing links
+    # them, so no jump is assumed.
+    present = np.zeros(ns + 1, int)
+    for t in tracks:
+        present[t["s"][0]] += 1
+        present[t["s"][-1] + 1] -= 1
+    present = np.cumsum(present)[:ns]
+    crossing = np.zeros(ns + 1, int)   # tracks running on across boundary si-1 | si
+    for t in tracks:
+        crossing[t["s"][0] + 1] += 1
+        crossing[t["s"][-1] + 1] -= 1
+    crossing = np.cumsum(crossing)[:ns]
+    cuts = [0] + [si for si in range(1, ns) if present[si] and present[si - 1]
+                  and crossing[si] < 0.5 * max(present[si], present[si - 1])] + [ns]
+    parts: list[list[dict]] = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        part = []
         for t in tracks:
-            ss, xx = np.array(t["s"]), np.array(t["x"])
+            keep = [(si, x) for si, x in zip(t["s"], t["x"]) if a <= si < b]
+            if len(keep) >= 2:
+                part.append({"s": [k[0] for k in keep], "x": [k[1] for k in keep]})
+        if part:
+            parts.append(part)
+    d = np.zeros(ns)
+    level = 0.0
+    for part in parts:
+        a = min(t["s"][0] for t in part)
+        b = max(t["s"][-1] for t in part) + 1
+        dp = _align_tracks(part, a, b, 3 if s >= STRIP_ROWS else 5)
+        if dp is None:
+            d[a:] = level
+            continue
+        d[a:b] = dp - dp[0] + level
+        level = float(d[b - 1])
+        d[b:] = level
+    d -= np.median(d[full]) if full.any() else 0.0
+    if np.abs(d[full]).max() < min_px:
+        return None
+    return d
+
+
+def _align_tracks(tracks: list[dict], a: int, b: int, k: int) -> np.ndarray | None:
+    """Drift over strips [a, b) from line tracks that overlap in time: the offset of
+    the tracks in each strip from their own position, tracks and strips fitted
+    together (least squares, then two rounds of medians against stray tracks), a
+    running median over ``k`` strips. None when too few strips have enough tracks."""
+    n = b - a
+    span = np.zeros(n + 1, int)      # tracks whose span covers each strip
+    for t in tracks:
+        span[t["s"][0] - a] += 1
+        span[t["s"][-1] + 1 - a] -= 1
+    span = np.cumsum(span)[:n]
+    # robust least squares x = c_track + d_strip by alternating (Huber-)weighted means
+    # (many rounds: parts linked by few tracks converge slowly), then two rounds of
+    # medians
+    tt = np.concatenate([np.full(len(t["s"]), i) for i, t in enumerate(tracks)])
+    ss_all = np.concatenate([np.asarray(t["s"]) - a for t in tracks])
+    xx_all = np.concatenate([np.asarray(t["x"], np.float64) for t in tracks])
+    n_t = np.bincount(tt, minlength=len(tracks))
+    n_s = np.bincount(ss_all, minlength=n)
+    have = n_s >= np.maximum(2, 0.3 * span)
+    if have.sum() < 2:
+        return None
+    idx = np.flatnonzero(have)
+    d = np.zeros(n)
+    wt = np.ones(len(xx_all))
+    for it in range(80):
+        c = np.bincount(tt, wt * (xx_all - d[ss_all]), len(tracks)) / \
+            np.maximum(np.bincount(tt, wt, len(tracks)), 1e-9)
+        dv = np.bincount(ss_all, wt * (xx_all - c[tt]), n) / \
+            np.maximum(np.bincount(ss_all, wt, n), 1e-9)
+        d = np.interp(np.arange(n), idx, dv[idx])
+        if it % 10 == 9:  # Huber weights: points far off their track's line count less
+            res = np.abs(xx_all - c[tt] - d[ss_all])
+            wt = 1.0 / np.maximum(1.0, res / 1.5)
+    for _ in range(2):
+        offs = [[] for _ in range(n)]
+        for t in tracks:
+            ss, xx = np.array(t["s"]) - a, np.array(t["x"])
             c = float(np.median(xx - d[ss]))
             for si, x in zip(ss, xx):
                 offs[si].append(x - c)
-        have = np.array([len(o) >= max(2, 0.3 * len(tracks)) for o in offs])
+        have = np.array([len(o) >= max(2, 0.3 * m) for o, m in zip(offs, span)])
         if have.sum() < 2:
             return None
         val = np.array([float(np.median(o)) if h else 0.0 for o, h in zip(offs, have)])
         idx = np.flatnonzero(have)
-        d = np.interp(np.arange(ns), idx, val[idx])
-        # running median over 3 strips against single-strip glitches
-        pad = np.concatenate([[d[0]], d, [d[-1]]])
-        d = np.median(np.stack([pad[:-2], pad[1:-1], pad[2:]]), 0)
-    d -= np.median(d[full]) if full.any() else 0.0
-    if np.abs(d[full]).max() < min_px:
-        return None
+        d = np.interp(np.arange(n), idx, val[idx])
+        pad = np.concatenate([[d[0]] * (k // 2), d, [d[-1]] * (k // 2)])
+        d = np.median(np.stack([pad[i:i + n] for i in range(k)]), 0)
     return d
 
 
@@ -774,7 +994,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
 
 def _refine_sections(grey, skew, thr, lines, sections, shifts=None):
     """Move strip-aligned section edges to the first / last row where most vertical
-    lines are inked (``shifts``: per-strip drift, as in :func:`_profiles`)."""
+    lines are inked (``shifts``: per-row drift, as in :func:`_profiles`)."""
     h = grey.shape[0]
     s = STRIP_ROWS
     cols = np.array([int(round(ln["x"])) for ln in lines])
@@ -789,7 +1009,7 @@ def _refine_sections(grey, skew, thr, lines, sections, shifts=None):
             if shifts is None:
                 off = np.zeros((r1 - r0, 1), int)
             else:
-                off = shifts[np.minimum(np.arange(r0, r1) // s, len(shifts) - 1)][:, None]
+                off = shifts[r0:r1][:, None]
             rr = np.arange(r1 - r0)[:, None]
             for d in (-1, 0, 1):
                 hit |= blk[rr, np.clip(cols[None, :] + d + off, 0, blk.shape[1] - 1)]
@@ -866,6 +1086,28 @@ def _line_weights(lines: list[dict], prof: _Profiles, sel: np.ndarray) -> None:
         ln["weight"] = float(np.median((dark[:, a:b] - bg[:, None]).sum(1))) if len(dark) else 0.0
 
 
+def _extend_weak_grid(gaps: list[dict]) -> None:
+    """Mark as grid the gaps with a weak horizontal grid (``weak``: faded paper edges,
+    tracks whose minor lines are only ticks) that continue the division spacing of a
+    grid gap beside them (width within 20 %), outwards from the strong ones. A depth
+    track with ticks on the grid rows is far wider than a division and stays out."""
+    idx = [i for i, g in enumerate(gaps) if not g["narrow"]]
+    changed = True
+    while changed:
+        changed = False
+        for k, i in enumerate(idx):
+            g = gaps[i]
+            if g["is_grid"] or not g["weak"]:
+                continue
+            wg = g["x1"] - g["x0"]
+            for kk in (k - 1, k + 1):
+                if 0 <= kk < len(idx) and gaps[idx[kk]]["is_grid"]:
+                    h = gaps[idx[kk]]
+                    if abs((h["x1"] - h["x0"]) - wg) <= 0.2 * max(wg, h["x1"] - h["x0"]):
+                        g["is_grid"] = changed = True
+                        break
+
+
 def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
     if len(lines) < 2:
         return [], None
@@ -882,6 +1124,8 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
     for g in gaps:
         g["narrow"] = g["x1"] - g["x0"] < narrow_w
         g["is_grid"] = (not g["narrow"]) and g["grid"] >= max(0.002, 0.25 * best)
+        g["weak"] = (not g["narrow"]) and g["grid"] >= max(GRID_GAP_MIN, GRID_GAP_REL * best)
+    _extend_weak_grid(gaps)
     # a gap too narrow to measure (two lines a few px apart: a doubled line, a scanner
     # streak) belongs to a track only if the measurable gaps on both sides do
     for i, g in enumerate(gaps):
@@ -961,10 +1205,11 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     """How well inner lines ``xs`` (weights ``wts``) of a track spanning [a, b] follow
     one track grid. 1 = perfect, 0.3 for a track without inner lines.
 
-    Grids: N equal divisions (N = 6..10: linear, 10 optionally with finer
-    subdivisions; N = 2..5: log decades whose 2..9 marks are too faint to see, or a
-    linear grid with only its heavy lines visible), or a log grid of 2-5 decades with any subset of the
-    2..9 marks. Faint lines may be missing, so coverage of the expected lines counts
+    Grids: N equal divisions (N = 10: linear, optionally with finer
+    subdivisions; 6..9 weigh 0.9; N = 2..5 (0.75): log decades whose 2..9 marks are too faint to see, or a
+    linear grid with only its heavy lines visible), or a log grid of 2-5 decades with any
+    subset (two kinds or more) of the 2..9 marks, starting at a decade or at a mark
+    (0.2-200 ...): see :func:`_log_fit`. Faint lines may be missing, so coverage of the expected lines counts
     for half; lines the grid does not explain count fully against it.
     """
     width = b - a
@@ -974,13 +1219,14 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
         return 0.3
     f = (xs - a) / width
     tol = max(2.5 / width, 0.006)
+    tol_eq = max(2.5 / width, 0.009)  # old paper stretches unevenly: ~1 % of the width
     best = 0.0
     for n_div in range(2, 11):
-        near = np.abs(f * n_div - np.round(f * n_div)) <= tol * n_div
+        near = np.abs(f * n_div - np.round(f * n_div)) <= tol_eq * n_div
         k = {int(round(v * n_div)) for v in f[near]} & set(range(1, n_div))
         cover = len(k) / (n_div - 1)
         for md in ((1, 2, 4, 5) if n_div == 10 else (1,)):
-            tf = tol if md == 1 else max(1.5 / width, 0.003)  # subdivisions: 1.5 px
+            tf = tol_eq if md == 1 else max(1.5 / width, 0.003)  # subdivisions: 1.5 px
             if md > 1 and tf * 10 * md > 0.3:
                 break  # subdivisions too fine to tell from any position in the tolerance
             fine = np.abs(f * n_div * md - np.round(f * n_div * md)) <= tf * n_div * md
@@ -989,34 +1235,47 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
                     wts[sub].max() > 1.25 * np.median(wts[near]):
                 continue  # subdivision lines heavier than the divisions: not one track
             fit = fine.mean() * (0.5 + 0.5 * cover)
-            # finer subdivisions are rarer than two adjacent tracks, and a few equal
-            # divisions (2-5) are a weaker explanation than the 6-10 of a linear grid
-            best = max(best, fit * (0.9 if md > 1 else 1.0) * (1.0 if n_div >= 6 else 0.75))
+            # finer subdivisions are rarer than two adjacent tracks, a few equal
+            # divisions (2-5) are a weaker explanation than the 6-10 of a linear grid,
+            # and 10 (the linear grid of nearly every log) beats 6-9
+            prior = 1.0 if n_div == 10 else (0.9 if n_div >= 6 else 0.75)
+            best = max(best, fit * (0.9 if md > 1 else 1.0) * prior)
     for d in range(2, 6):  # log grid with its marks
-        p = f * d
-        j = np.floor(p + tol * d)
-        r = p - j
-        dist = np.abs(r[:, None] - _LOG_MARKS[None, :])
-        m = np.argmin(dist, 1)
-        ok = dist[np.arange(len(f)), m] <= tol * d
-        hits: dict[int, set] = {}
-        for jj, mm in zip(j[ok].astype(int), m[ok]):
-            if mm == 0:
-                if 1 <= jj <= d - 1:
-                    hits.setdefault(0, set()).add(jj)
-            elif 0 <= jj < d:
-                hits.setdefault(int(mm), set()).add(jj)
-        used = [mm for mm in range(1, 9) if len(hits.get(mm, ())) >= max(1, d / 2)]
-        if not used:
-            continue
-        dec = ok & (m == 0)
-        marks = ok & (m > 0)
-        if dec.any() and marks.any() and wts[marks].max() > 1.25 * np.median(wts[dec]):
-            continue  # 2..9 marks heavier than the decade lines: not one track
-        got = sum(len(hits[mm]) for mm in used) + len(hits.get(0, ()))
-        want = len(used) * d + (d - 1)
-        best = max(best, ok.mean() * (0.5 + 0.5 * got / want))
+        for m0 in (1, 2):  # the left border on a decade line or its 2 mark (0.2-200 ...)
+            best = max(best, _log_fit(f, wts, d, float(_LOG_MARKS[m0 - 1]), tol))
     return best
+
+
+def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> float:
+    """Fit of inner lines at track fractions ``f`` (weights ``wts``) to a log grid of
+    ``d`` decades whose left border sits ``phi`` (log10 of a 1..9 mark) into a decade.
+
+    Decade lines must weigh at least as much as the 2..9 marks, and at least two mark
+    kinds must be seen: a single kind (e.g. only the 3s, at 0.477 of a decade) is as
+    well explained by equal divisions. 0 when the grid does not apply."""
+    p = f * d + phi                        # position in decades from the decade below
+    j = np.floor(p + tol * d)
+    r = p - j
+    dist = np.abs(r[:, None] - _LOG_MARKS[None, :])
+    m = np.argmin(dist, 1)
+    ok = dist[np.arange(len(f)), m] <= tol * d
+    hits: dict[int, set] = {}
+    for jj, mm in zip(j[ok].astype(int), m[ok]):
+        hits.setdefault(int(mm), set()).add(int(jj))
+    # how many of each line kind the grid has strictly inside the track
+    want_n = {mm: sum(1 for jj in range(0, d + 2)
+                      if 1e-6 < jj + _LOG_MARKS[mm] - phi < d - 1e-6) for mm in range(9)}
+    used = [mm for mm in range(1, 9) if want_n[mm] and
+            len(hits.get(mm, ())) >= max(1, want_n[mm] / 2)]
+    if len(used) < 2:
+        return 0.0
+    dec = ok & (m == 0)
+    marks = ok & (m > 0)
+    if dec.any() and marks.any() and wts[marks].max() > 1.25 * np.median(wts[dec]):
+        return 0.0  # 2..9 marks heavier than the decade lines: not one track
+    got = sum(len(hits[mm]) for mm in used) + len(hits.get(0, ()))
+    want = sum(want_n[mm] for mm in used) + want_n[0]
+    return float(ok.mean() * (0.5 + 0.5 * min(1.0, got / max(1, want))))
 
 
 def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
@@ -1057,6 +1316,7 @@ def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
                 sim = 1.0 - abs(math.log(max(wt[i], 1e-6) / wb)) / math.log(1.5)
                 heavy = wt[i] >= 1.2 * other_max[i]
                 sc += 0.02 if (sim >= 0 and heavy) else 0.05 * (min(sim, 0.0) - 1.0)
+                sc += 1e-3 * min(2.0, wt[i] / wb)  # equal fits: the heavier border
             if sc > best[j] + 1e-9:
                 best[j], prev[j] = sc, i
     if prev[n - 1] < 0:
@@ -1228,7 +1488,8 @@ def _grid_peaks(sig: np.ndarray, r0: int, r1: int, level: float) -> np.ndarray:
 def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:
     """First row of the regular grid near the top of the first section: the first grid
     line (peak of the track row profile at line strength) that starts a run of five
-    lines spaced by the minor spacing ``p`` with no equally strong peak between them."""
+    lines spaced by the minor spacing ``p`` (or all by 2 ``p``, minor lines too faint)
+    with no equally strong peak between them."""
     r0, r1 = section
     if p is None:
         return r0
@@ -1241,18 +1502,22 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
     pk = _grid_peaks(sig, lo, hi, 0.5 * q)
     tol = max(1.5, 0.12 * p)
     for i in range(len(pk)):
-        run, last = 1, pk[i]
+        run, last, step = [pk[i]], pk[i], None
         for j in range(i + 1, len(pk)):
             d = pk[j] - last
-            if abs(d - p) <= tol:
-                run, last = run + 1, pk[j]
-                if run >= 5:
+            # every lattice line, or every other one where the minor lines are too
+            # faint to peak (the same step all along the run)
+            k = step or (2 if abs(d - 2 * p) <= tol else 1)
+            if abs(d - k * p) <= tol:
+                run, last, step = run + [pk[j]], pk[j], k
+                if len(run) >= 5:
                     break
-            elif d > p + tol:
+            elif d > k * p + tol:
                 break
-            elif p >= 12 and sig[pk[j]] >= 0.7 * sig[last]:
+            elif (p >= 12 or k == 2) and sig[pk[j]] >= 0.7 * sig[last]:
                 break  # as strong as a grid line but off the lattice: text, not grid
-        if run >= 5:
+        # the first line must weigh like the others (not a text row before the grid)
+        if len(run) >= 5 and sig[run[0]] >= 0.7 * float(np.min(sig[run[1:]])):
             r = int(pk[i])
             while r > lo and sig[r - 1] >= 0.5 * sig[pk[i]]:
                 r -= 1

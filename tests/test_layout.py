@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from _layout_synth import make_log
+from _layout_synth import make_log, shift_rows
 from logdigit.layout import Layout, analyse, deskew, estimate_skew
 
 
@@ -183,3 +183,86 @@ def test_paper_wander_is_followed():
         assert abs(a - c) <= 10 and abs(b - d) <= 10
     straight = analyse(s.image)
     assert straight.drift == [] and straight.drift_at([100])[0] == 0
+
+
+# -- what real paper shows (each reproduces a failure seen on a real scan) ----------
+
+def _assert_tracks(lay, want, tol=3):
+    assert len(lay.tracks) == len(want), (lay.tracks, want)
+    for (a, b), (c, d) in zip(lay.tracks, want):
+        assert abs(a - c) <= tol and abs(b - d) <= tol, (lay.tracks, want)
+
+
+def test_heavy_middle_line_is_not_a_border():
+    """Two adjacent 10-division tracks whose middle lines are as heavy as the borders
+    (old paper logs): one track each, not split at the middle line."""
+    s = make_log(h=2500, w=2400, seed=12, heavy_middle=True)
+    _assert_tracks(analyse(s.image), s.tracks)
+
+
+def test_log_track_starting_at_a_mark():
+    """A 0.2-200 log track: the heavy decade lines (1, 10, 100) lie inside the track,
+    not on its borders; the track must not be cut at them."""
+    s = make_log(h=2500, w=1000, seed=13, log_t2=True)
+    _assert_tracks(analyse(s.image), s.tracks)
+
+
+def test_faded_edge_division_stays_in_the_track():
+    """The outer division of a track whose minor grid lines faded into dashes (scan
+    edge) still belongs to the track."""
+    s = make_log(h=2500, w=1000, seed=14, faded_edge=True, major_every=10)
+    _assert_tracks(analyse(s.image), s.tracks)
+
+
+def test_narrow_edge_track_with_tick_grid():
+    """A narrow 5-division track at the right edge whose minor horizontal lines are
+    only ticks beside the vertical lines (a much weaker grid than its neighbours')."""
+    s = make_log(h=2500, w=1000, seed=15, narrow_t4=True, major_every=10)
+    lay = analyse(s.image)
+    _assert_tracks(lay, s.tracks)
+
+
+def test_bent_borders_are_followed():
+    """Paper that slides sideways fast (3 px per 64 rows, 2.7 deg of local slant),
+    turns back and jumps 7 px at a join: every track found, the drift reported
+    row by row."""
+    h = 6000
+    s = make_log(h=h, w=800, seed=16, header=300)
+    r = np.arange(h, dtype=np.float64)
+    dx = np.where(r < 1500, 0.0, np.where(r < 3000, (r - 1500) * 3 / 64,
+                                          np.maximum(0.0, 70.3 - (r - 3000) * 3 / 64)))
+    dx = dx + np.where(r >= 4800, 7, 0) + 20
+    page = np.pad(s.image, ((0, 0), (0, 120)), constant_values=255)  # room to slide
+    lay = analyse(shift_rows(page, np.round(dx)))
+    assert lay.drift, lay.notes
+    for row in (1000, 2500, 3500, 4000, 5500):
+        got = lay.drift_at([row])[0] - lay.drift_at([1000])[0]
+        assert got == pytest.approx(dx[row] - dx[1000], abs=2), (row, got)
+    # columns are where the lines run on average: at row 1000 a border listed at a
+    # runs at a + drift_at(1000)
+    off = lay.drift_at([1000])[0] - dx[1000]
+    assert len(lay.tracks) == 3, lay.tracks
+    for (a, b), (c, d) in zip(lay.tracks, s.tracks):
+        assert abs(a + off - c) <= 3 and abs(b + off - d) <= 3, (lay.tracks, s.tracks, off)
+    assert abs(lay.header_bottom - s.header_bottom) <= 10
+
+
+def test_header_boundary_when_only_every_other_minor_line_peaks():
+    """EB_Bailey-like: the minor grid (10 px) is found, but only every other line is
+    dark enough to peak in the track row profile; the section (from the vertical
+    lines) starts 200 rows early, in the track heads. The log starts at the first grid
+    line of a regular run, not at the section start."""
+    from logdigit.layout import _refine_header
+    h, p, top = 2000, 10.0, 600
+    sig = np.zeros(h, np.float32)
+    rng = np.random.default_rng(18)
+    for y in rng.integers(400, top - 20, 12):   # text rows in the track heads
+        sig[y:y + 6] = 0.6
+    for d in range(3):                          # the lines that peak, 3 rows thick
+        sig[top + d::20] = 1.0
+    sig[top + 10::20] = 0.25                    # the faint ones between
+    assert _refine_header(sig, p, (400, h)) == top
+    sig2 = sig.copy()
+    for d in range(3):                          # all lines dark: unchanged answer
+        sig2[top + 10 + d::20] = 1.0
+    assert _refine_header(sig2, p, (400, h)) == top
