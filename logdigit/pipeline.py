@@ -32,7 +32,7 @@ from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
 from .vectorise import (TrackerConfig, depth_grid, resample_rows, style_mask, trace_curves,
-                        track_window)
+                        trace_track, track_window)
 
 #: named colours for the calibration ``color`` key (RGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -46,6 +46,8 @@ NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
 SNAP_PX = 6.0
 #: uncalibrated reads keep a style only when read on this share of the rows
 MIN_UNCALIBRATED_COVERAGE = 0.2
+#: a wrapped curve read on a backup trace on more of its rows than this is flagged
+AMBIGUOUS_BACKUP_SHARE = 0.35
 #: rows of context segmented above and below the rows read
 SEGMENT_MARGIN = 64
 
@@ -243,6 +245,8 @@ def plan_read(calibration: Calibration | None, layout, shape: tuple[int, int],
 NICE_SPACINGS = (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
 #: a row is on a horizontal grid line when this share of the track columns is ink
 GRID_ROW_FILL = 0.5
+#: rows either side of a grid line's centre where track-wide runs are taken for it
+GRID_ROW_PAD = 2
 
 
 def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
@@ -270,6 +274,23 @@ def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, i
         w = fill[s0:s1]
         out.append(top + float((np.arange(s0, s1) * w).sum() / w.sum()))
     return np.array(out)
+
+
+def periodic_lines(lines: np.ndarray, tol: float = 1.5) -> np.ndarray:
+    """The horizontal lines (row centres, increasing) that sit on the grid's lattice: a
+    line one spacing (the median gap) away, above or below, within ``tol`` rows. A
+    curve sweeping across the track (one-off) is not kept; with too few lines to tell,
+    all are kept."""
+    if len(lines) < 4:
+        return lines
+    sp = float(np.median(np.diff(lines)))
+    ok = np.zeros(len(lines), bool)
+    for sign in (-1.0, 1.0):      # nearest line to y +- sp (lines are sorted)
+        want = lines + sign * sp
+        j = np.clip(np.searchsorted(lines, want), 1, len(lines) - 1)
+        near = np.minimum(np.abs(lines[j] - want), np.abs(lines[j - 1] - want))
+        ok |= near <= tol
+    return lines[ok]
 
 
 def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[DepthCalibration, str]:
@@ -393,8 +414,15 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     warnings = list(plan.notes)
     top, bottom = plan.rows
     depth_note = "depth from the ties"
+    threshold = getattr(layout, "threshold", 128)
     if grey is not None and plan.calibrated:
-        plan.depth, depth_note = refine_depth(grey, plan, getattr(layout, "threshold", 128))
+        plan.depth, depth_note = refine_depth(grey, plan, threshold)
+    line_rows = None
+    if grey is not None:   # wide runs are grid lines only on the grid's rows
+        line_rows = np.zeros(H, bool)
+        for y in periodic_lines(grid_line_rows(grey, plan.tracks, plan.rows, threshold)):
+            line_rows[max(0, int(math.floor(y)) - GRID_ROW_PAD):
+                      min(H, int(math.ceil(y)) + GRID_ROW_PAD + 1)] = True
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
     qc: list[QCCurve] = []
     for tp in plan.tracks:
@@ -405,7 +433,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             cls_list = [1] if binary else sorted(CLASS_TO_STYLE)
             for cid in cls_list:
                 tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence,
-                                  rows=plan.rows, shift=shift)[0]
+                                  rows=plan.rows, shift=shift, line_rows=line_rows)[0]
                 if tr is None or np.isfinite(tr.frac[top:bottom]).mean() < MIN_UNCALIBRATED_COVERAGE:
                     continue
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
@@ -418,6 +446,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         for c in tp.curves:
             groups.setdefault(1 if binary else STYLE_TO_CLASS[c.style], []).append(c)
         allowed = frozenset(groups) if code is not None else None
+        group_masks: dict[int, list[np.ndarray] | None] = {}
         for cid, cs in groups.items():
             masks = None
             if len(cs) > 1 or binary:
@@ -439,10 +468,23 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                         f"curves ({', '.join(c.mnemonic for c in cs)}) not told apart by "
                         "colour (grey scan or no color keys): assigned in reading order; "
                         "check the QC overlay")
-            traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
-                                  wrap=[c.wrap for c in cs], confidence=confidence,
-                                  rows=plan.rows, masks=masks, code=code, allowed=allowed,
-                                  shift=shift)
+            group_masks[cid] = masks
+        joint: dict[int, list] = {}
+        if code is not None and cfg.joint_styles and all(m is None for m in group_masks.values()):
+            flat = [(cid, c) for cid, cs in groups.items() for c in cs]
+            got = trace_track(code, [(cid, c.wrap) for cid, c in flat], tp.xl, tp.xr, cfg,
+                              rows=plan.rows, confidence=confidence, shift=shift,
+                              line_rows=line_rows)
+            for (cid, _), tr in zip(flat, got):
+                joint.setdefault(cid, []).append(tr)
+        for cid, cs in groups.items():
+            if cid in joint:
+                traces = joint[cid]
+            else:
+                traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
+                                      wrap=[c.wrap for c in cs], confidence=confidence,
+                                      rows=plan.rows, masks=group_masks[cid], code=code,
+                                      allowed=allowed, shift=shift, line_rows=line_rows)
             for c, tr in zip(cs, traces):
                 if tr is None:
                     warnings.append(f"{c.mnemonic}: no {c.style} curve found in track "
@@ -452,6 +494,14 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                     obs = np.zeros(H, bool)
                 else:
                     frac, conf, obs = tr.frac, tr.confidence, tr.observed
+                    if c.wrap and obs.any():
+                        off = float(np.mean(np.floor(frac[obs]) != 0))
+                        if off > AMBIGUOUS_BACKUP_SHARE:
+                            warnings.append(
+                                f"{c.mnemonic}: read on a backup trace on {100 * off:.0f}% of "
+                                "its rows: which trace is the main one cannot be told from "
+                                "the picture (values may be one track width off); check "
+                                "the QC overlay")
                 descr = (f"track {tp.index + 1} {c.style}, {c.left:g}..{c.right:g} "
                          f"{c.scale}{', wrapped' if c.wrap else ''}")
                 curves_out.append((c.mnemonic, c.unit, descr, frac, conf, c))

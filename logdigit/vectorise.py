@@ -29,7 +29,7 @@ bridged linearly; longer gaps stay NaN (NULL in the output).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,7 +62,12 @@ class TrackerConfig:
     blip_rows: int = 4            #: isolated stretches this short may be specks ...
     blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
     min_rows: int = 20            #: a curve read on fewer rows is dropped (noise)
-    curve_p_min: float = 0.35     #: with the curve code: least P(curve) of a pixel read
+    # reading the network's curve code (calibrated tracks; see trace_track)
+    curve_p_min: float = 0.35     #: least P(curve) of a pixel read
+    joint_styles: bool = True     #: a track's curves read jointly over all curve pixels
+    style_cost: float = 3.5       #: per row on a run none of whose pixels has the curve's style
+    code_miss_busy_cost: float = 5.0   #: miss_busy_cost there (other curves' pixels abound)
+    code_teleport_cost: float = 20.0   #: teleport_cost there (jumps to other curves dearer)
 
 
 @dataclass
@@ -161,11 +166,14 @@ def _gap(s1: int, e1: int, s2: int, e2: int, period: int) -> float:
 
 
 def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
-                 emit: np.ndarray | None = None) -> np.ndarray:
+                 emit: np.ndarray | None = None, busy_rows: np.ndarray | None = None
+                 ) -> np.ndarray:
     """The cheapest path through the runs: int [H], the chosen run index per row or -1.
 
     ``period`` > 0 measures distances around a track of that width; ``emit`` [K] adds
-    a cost for choosing each run (e.g. for backup-trace levels of unrolled runs).
+    a cost for choosing each run (e.g. for backup-trace levels of unrolled runs, or
+    for runs of another style); ``busy_rows`` bool [H]: rows where skipping costs
+    ``cfg.miss_busy_cost`` (default: rows with any run).
     """
     H = runs.n_rows
     s = runs.starts.tolist()
@@ -183,6 +191,7 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
     wid = [b - a for a, b in zip(s, e)]
     inf = math.inf
     nkeep = cfg.gap_hypotheses
+    brow = None if busy_rows is None else np.asarray(busy_rows, bool).tolist()
     gaps: list[list] = []                   # [cost, last node, rows since] best first
     plo = phi = 0                           # previous row's runs
     for r in range(H):
@@ -215,7 +224,7 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
                 cost[j], back[j] = best + em[j], bk
         # gap hypotheses at row r (row r on no node): from row r-1's nodes or older gaps;
         # skipping a row that has candidates costs more than an empty row
-        mr = miss if lo == hi else busy
+        mr = busy if (lo < hi if brow is None else brow[r]) else miss
         for g in gaps:
             g[0] += mr
             g[2] += 1
@@ -343,12 +352,17 @@ def unroll(runs: Runs, period: int, levels: tuple[int, ...] = (-1, 0, 1)) -> tup
     return Runs(rows, st, en, np.searchsorted(rows, np.arange(runs.n_rows + 1))), lv, src
 
 
-def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
-    """Drop grid lines taken for curve pixels: runs spanning more than
-    ``cfg.max_run_share`` of the track width (horizontal lines), and narrow runs lying
-    wholly in columns covered on more than ``cfg.vline_share`` of the rows (vertical
-    lines: a curve does not sit on one column for most of a log)."""
+def _narrow_keep(runs: Runs, cfg: TrackerConfig, width: float,
+                 line_rows: np.ndarray | None = None) -> np.ndarray:
+    """bool [K]: runs kept, grid lines taken for curve pixels dropped: runs spanning more than
+    ``cfg.max_run_share`` of the track width (horizontal lines; when ``line_rows`` bool
+    [n_rows] is given, only on the rows it marks as horizontal grid lines, so a curve
+    sweeping across the track elsewhere is kept), and narrow runs lying wholly in
+    columns covered on more than ``cfg.vline_share`` of the rows (vertical lines: a
+    curve does not sit on one column for most of a log)."""
     drop = (runs.ends - runs.starts) > cfg.max_run_share * width
+    if line_rows is not None and len(runs.rows):
+        drop &= np.asarray(line_rows, bool)[runs.rows]
     n_rows = max(1, runs.n_rows)
     if len(runs.rows) and cfg.vline_share < 1:
         w = int(runs.ends.max()) + 1
@@ -362,7 +376,14 @@ def _narrow(runs: Runs, cfg: TrackerConfig, width: float) -> Runs:
         cs = np.concatenate([[0], np.cumsum(~line)])                    # non-line columns
         inside = (cs[runs.ends] - cs[runs.starts]) == 0                 # wholly on a line
         drop |= inside & ((runs.ends - runs.starts) <= cfg.vline_max_px)
-    return runs.subset(~drop) if drop.any() else runs
+    return ~drop
+
+
+def _narrow(runs: Runs, cfg: TrackerConfig, width: float,
+            line_rows: np.ndarray | None = None) -> Runs:
+    """:func:`_narrow_keep` applied."""
+    keep = _narrow_keep(runs, cfg, width, line_rows)
+    return runs if keep.all() else runs.subset(keep)
 
 
 def track_window(xl: float, xr: float, width: int,
@@ -374,19 +395,6 @@ def track_window(xl: float, xr: float, width: int,
         lo, hi = int(np.floor(np.min(shift))), int(np.ceil(np.max(shift)))
     return (max(0, int(math.floor(xl)) + min(0, lo)),
             min(width, int(math.ceil(xr)) + 1 + max(0, hi)))
-
-
-def straighten_runs(runs: Runs, offset: int, ishift: np.ndarray, width: int) -> Runs:
-    """Runs found in a window starting ``offset`` columns left of the track window, on
-    paper whose borders run ``ishift`` [n_rows] int px right of their listed columns:
-    moved to the listed (straight) frame of the track window ``[0, width)``, clipped
-    to it (pieces of neighbouring tracks dropped)."""
-    d = offset + ishift[runs.rows] if len(runs.rows) else np.zeros(0, np.int64)
-    st = np.clip(runs.starts - d, 0, width)
-    en = np.clip(runs.ends - d, 0, width)
-    keep = en > st
-    rows = runs.rows[keep]
-    return Runs(rows, st[keep], en[keep], np.searchsorted(rows, np.arange(runs.n_rows + 1)))
 
 
 @dataclass
@@ -403,12 +411,140 @@ class CurveTrace:
     confidence: np.ndarray
 
 
+def relevel_segments(x: np.ndarray, period: float, min_gap: int) -> np.ndarray:
+    """Backup level of each stretch of a wrapped curve that no bridge joins to the rest.
+
+    ``x`` float [n]: unrolled positions (window columns, level ``floor(x / period)``),
+    NaN where not read. Across a gap longer than ``min_gap`` rows the tracker carries
+    the level over by nearness alone, which says little after a long drop-out; each
+    such stretch is moved by whole periods to spend the fewest rows off the main
+    trace (the same prior the tracker's ``level_cost`` applies)."""
+    x = np.asarray(x, np.float64).copy()
+    ok = np.flatnonzero(np.isfinite(x))
+    if len(ok) < 2 or period <= 0:
+        return x
+    cut = np.flatnonzero(np.diff(ok) > min_gap + 1) + 1
+    for seg in np.split(ok, cut):
+        lv = np.floor(x[seg] / period)
+        cost = {k: float(np.abs(lv + k).sum()) for k in (-1, 0, 1)}
+        k = min(cost, key=lambda v: (cost[v], abs(v)))
+        if k:
+            x[seg] += k * period
+    return x
+
+
+@dataclass
+class _Frame:
+    """Where a track is read: rows ``[top, bottom)``, track window ``[c0, c1)``, search
+    window ``[w0, w1)`` (wider on drifting paper), integer drift per row ``ish`` [n]
+    (None: straight paper) and its sub-pixel rest ``sub`` [n]."""
+
+    top: int
+    bottom: int
+    c0: int
+    c1: int
+    w0: int
+    w1: int
+    ish: np.ndarray | None
+    sub: np.ndarray
+
+    def straight(self, runs: Runs) -> tuple[Runs, np.ndarray]:
+        """Runs found over the search window, in the straight frame of the track
+        window; with the index of each kept run in ``runs``."""
+        if self.ish is None:
+            return runs, np.arange(len(runs.rows))
+        d = (self.c0 - self.w0) + self.ish[runs.rows]
+        st = np.clip(runs.starts - d, 0, self.c1 - self.c0)
+        en = np.clip(runs.ends - d, 0, self.c1 - self.c0)
+        keep = np.flatnonzero(en > st)
+        rows = runs.rows[keep]
+        return Runs(rows, st[keep], en[keep],
+                    np.searchsorted(rows, np.arange(runs.n_rows + 1))), keep
+
+
+def _frame(shape: tuple[int, int], xl: float, xr: float, rows: tuple[int, int] | None,
+           shift: np.ndarray | None) -> _Frame:
+    H, W = shape
+    top, bottom = (0, H) if rows is None else (max(0, rows[0]), min(H, rows[1]))
+    c0, c1 = track_window(xl, xr, W)
+    sh = None if shift is None else np.asarray(shift, np.float64)[top:bottom]
+    if sh is not None and not np.any(np.abs(sh) >= 0.5):
+        sh = None
+    w0, w1 = track_window(xl, xr, W, sh)
+    ish = None if sh is None else np.rint(sh).astype(np.int64)
+    sub = np.zeros(bottom - top) if sh is None else sh - ish
+    return _Frame(top, bottom, c0, c1, w0, w1, ish, sub)
+
+
+def _follow(runs: Runs, cfg: TrackerConfig, wrap: bool, width: float,
+            emit: np.ndarray | None = None, busy_rows: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Trace one curve through ``runs`` (window columns): (x float [n] sub-pixel column
+    or NaN, indices of the runs used). Wrapped curves are traced in unrolled columns."""
+    em = np.zeros(len(runs.rows)) if emit is None else np.asarray(emit, np.float64)
+    if wrap:  # track in unrolled columns: levels -1, 0, +1 of backup traces
+        uruns, lv, src = unroll(runs, int(round(width)))
+        upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv) + em[src], busy_rows)
+        x = path_centres(uruns, upath)
+        if cfg.refine_extremes:
+            x = refine_extremes(uruns, upath, x)
+        used = src[upath[upath >= 0]]
+        x = relevel_segments(x, period=float(round(width)), min_gap=cfg.max_gap_px)
+    else:
+        path = viterbi_path(runs, cfg, 0, None if emit is None else em, busy_rows)
+        x = path_centres(runs, path)
+        if cfg.refine_extremes:
+            x = refine_extremes(runs, path, x)
+        used = path[path >= 0]
+    return drop_blips(x, cfg.blip_rows, cfg.blip_px), used
+
+
+def _result(x: np.ndarray, fr: _Frame, xl: float, width: float, shape: tuple[int, int],
+            cfg: TrackerConfig, confidence: np.ndarray | None, conf_mask: int,
+            conf_scale: float) -> CurveTrace | None:
+    """Window-column positions ``x`` [n] of a traced curve -> :class:`CurveTrace` over the
+    whole scan (fractions follow the drifting borders); None when read on too few rows."""
+    H, W = shape
+    x = x + fr.c0
+    if int(np.isfinite(x).sum()) < cfg.min_rows:
+        return None
+    frac = (x - fr.sub - xl) / width
+    frac, bridged = bridge_gaps(frac, cfg.max_gap_px)
+    observed = np.isfinite(frac) & ~bridged
+    conf = np.zeros(len(frac))
+    if confidence is not None:
+        rr = np.flatnonzero(observed)
+        xs = x[rr] if fr.ish is None else x[rr] + fr.ish[rr]
+        cc = np.clip(np.rint(xs).astype(np.int64), 0, W - 1)
+        conf[rr] = (confidence[rr + fr.top, cc] & conf_mask) / conf_scale
+    else:
+        conf[observed] = 1.0
+    full = np.full(H, np.nan)
+    full[fr.top:fr.bottom] = frac
+    fobs = np.zeros(H, bool)
+    fobs[fr.top:fr.bottom] = observed
+    fconf = np.zeros(H)
+    fconf[fr.top:fr.bottom] = conf
+    return CurveTrace(full, fobs, fconf)
+
+
+def _conf_source(confidence: np.ndarray | None, code: np.ndarray | None):
+    """(array, bit mask, full scale) the per-sample confidence is read from."""
+    if confidence is None and code is not None:
+        return code, CODE_P_MASK, float(CODE_P_LEVELS)
+    return confidence, 0xFF, 255.0
+
+
+def _merge_for(cls: int, cfg: TrackerConfig) -> int:
+    return cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
+
+
 def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: int = 1,
                  cfg: TrackerConfig | None = None, wrap: list[bool] | None = None,
                  confidence: np.ndarray | None = None, rows: tuple[int, int] | None = None,
                  masks: list[np.ndarray] | None = None, code: np.ndarray | None = None,
-                 allowed: frozenset[int] | None = None,
-                 shift: np.ndarray | None = None) -> list[CurveTrace | None]:
+                 allowed: frozenset[int] | None = None, shift: np.ndarray | None = None,
+                 line_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
     """Read ``n_curves`` curves of class ``cls`` in the track with edges ``xl``, ``xr``.
 
     Parameters
@@ -429,9 +565,9 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
         P(curve) is used.
     rows : (top, bottom) or None
         Only rows ``[top, bottom)`` are read (others NaN).
-    masks : list of bool [bottom - top, c1 - c0] or None
-        Per-curve masks over the window ``track_window(xl, xr, W, shift)`` (e.g. split
-        by colour), used instead of the class pixels.
+    masks : list of bool [bottom - top, w1 - w0] or None
+        Per-curve masks over the window ``(w0, w1) = track_window(xl, xr, W,
+        shift[top:bottom])`` (e.g. split by colour), used instead of the class pixels.
     code : uint8 [H, W] or None
         Curve code of the segmenter; with ``allowed`` (class ids the track holds) the
         pixels read are :func:`style_mask` (P(curve) >= ``cfg.curve_p_min``, best
@@ -440,82 +576,152 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     shift : float [H] or None
         Paper drift: the track's borders run ``shift[r]`` px right of ``xl``/``xr`` at
         row ``r`` (:meth:`logdigit.layout.Layout.drift_at`); fractions follow them.
+    line_rows : bool [H] or None
+        Rows on horizontal grid lines: runs wider than ``cfg.max_run_share`` of the
+        track are dropped only there (None: everywhere).
 
     Returns
     -------
     list of CurveTrace or None (None: fewer than ``cfg.min_rows`` rows read).
     """
     cfg = cfg or TrackerConfig()
-    H, W = classes.shape
-    top, bottom = (0, H) if rows is None else (max(0, rows[0]), min(H, rows[1]))
-    c0, c1 = track_window(xl, xr, W)
-    sh = None if shift is None else np.asarray(shift, np.float64)[top:bottom]
-    if sh is not None and not np.any(np.abs(sh) >= 0.5):
-        sh = None
-    w0, w1 = track_window(xl, xr, W, sh)
-    ish = None if sh is None else np.rint(sh).astype(np.int64)
-    sub = np.zeros(bottom - top) if sh is None else sh - ish   # sub-pixel rest of the drift
+    fr = _frame(classes.shape, xl, xr, rows, shift)
     wrap = list(wrap or [False] * n_curves)
     width = float(xr - xl)
-    out: list[CurveTrace | None] = []
+    merge = _merge_for(cls, cfg)
+    conf_src = _conf_source(confidence, code)
+    lrows = None if line_rows is None else line_rows[fr.top:fr.bottom]
     shared = None
-    merge = cfg.merge_px if cls == STYLE_TO_CLASS["solid"] else cfg.merge_broken_px
-
-    def straight(runs: Runs) -> Runs:
-        return runs if ish is None else straighten_runs(runs, c0 - w0, ish, c1 - c0)
-
     if masks is None:
-        shared = _narrow(straight(find_class_runs(classes, cls, (top, bottom), (w0, w1), merge,
-                                                  code=code, allowed=allowed,
-                                                  p_min=cfg.curve_p_min)), cfg, width)
-    if confidence is None and code is not None:
-        confidence, conf_scale = code, CODE_P_LEVELS
-        conf_mask = CODE_P_MASK
-    else:
-        conf_scale, conf_mask = 255, 0xFF
+        found = find_class_runs(classes, cls, (fr.top, fr.bottom), (fr.w0, fr.w1), merge,
+                                code=code, allowed=allowed, p_min=cfg.curve_p_min)
+        shared = _narrow(fr.straight(found)[0], cfg, width, lrows)
+    out: list[CurveTrace | None] = []
     for k in range(n_curves):
-        runs = shared if masks is None else _narrow(straight(find_runs(masks[k], merge)), cfg,
-                                                    width)
-        if wrap[k]:  # track in unrolled columns: levels -1, 0, +1 of backup traces
-            uruns, lv, src = unroll(runs, int(round(width)))
-            upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv))
-            x = path_centres(uruns, upath)
-            if cfg.refine_extremes:
-                x = refine_extremes(uruns, upath, x)
-            used = src[upath[upath >= 0]]
-        else:
-            path = viterbi_path(runs, cfg)
-            x = path_centres(runs, path)
-            if cfg.refine_extremes:
-                x = refine_extremes(runs, path, x)
-            used = path[path >= 0]
-        x = drop_blips(x, cfg.blip_rows, cfg.blip_px) + c0
+        runs = shared if masks is None else _narrow(fr.straight(find_runs(masks[k], merge))[0],
+                                                    cfg, width, lrows)
+        x, used = _follow(runs, cfg, wrap[k], width)
         if masks is None:  # the next curve of this style uses what this one left
             keep = np.ones(len(runs.rows), bool)
             keep[used] = False
             shared = runs.subset(keep)
-        n_obs = int(np.isfinite(x).sum())
-        if n_obs < cfg.min_rows:
-            out.append(None)
-            continue
-        frac = (x - sub - xl) / width
-        frac, bridged = bridge_gaps(frac, cfg.max_gap_px)
-        observed = np.isfinite(frac) & ~bridged
-        conf = np.zeros(len(frac))
-        if confidence is not None:
-            rr = np.flatnonzero(observed)
-            xs = x[rr] if ish is None else x[rr] + ish[rr]
-            cc = np.clip(np.rint(xs).astype(np.int64), 0, W - 1)
-            conf[rr] = (confidence[rr + top, cc] & conf_mask) / conf_scale
-        else:
-            conf[observed] = 1.0
-        full = np.full(H, np.nan)
-        full[top:bottom] = frac
-        fobs = np.zeros(H, bool)
-        fobs[top:bottom] = observed
-        fconf = np.zeros(H)
-        fconf[top:bottom] = conf
-        out.append(CurveTrace(full, fobs, fconf))
+        out.append(_result(x, fr, xl, width, classes.shape, cfg, *conf_src))
+    return out
+
+
+def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
+                    p_min: float, styles: list[int], merge_px: int = 2,
+                    merge_broken_px: int = 12, block: int = 8192) -> tuple[Runs, np.ndarray]:
+    """Runs of likely-curve pixels (P(curve) >= ``p_min``, any style) over ``rows`` x
+    ``cols`` (rows relative to ``rows[0]``), and per run the share of its curve pixels
+    whose best allowed style (:func:`style_mask` with ``styles``) is each of
+    ``styles``: float32 [K, len(styles)].
+
+    Runs closer than ``merge_px`` are merged; runs closer than ``merge_broken_px`` too
+    when both are mostly of the same broken style (dashes of one curve in a flat
+    stretch), but not when they are of different styles (two curves side by side)."""
+    top, bottom = rows
+    c0, c1 = cols
+    allowed = frozenset(styles)
+    level = int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    broken = np.array([st != STYLE_TO_CLASS["solid"] for st in styles])
+    parts = []
+    for r0 in range(top, bottom, block):
+        r1 = min(bottom, r0 + block)
+        cb = code[r0:r1, c0:c1]
+        pm = (cb & CODE_P_MASK) >= level
+        rr = find_runs(pm, merge_px)
+        n_pm = _row_cumsum(pm)
+        tot = n_pm[rr.rows, rr.ends] - n_pm[rr.rows, rr.starts]
+        cnt = np.empty((len(rr.rows), len(styles)), np.int64)
+        for k, st in enumerate(styles):
+            cs = _row_cumsum(style_mask(cb, st, cb, allowed, p_min))
+            cnt[:, k] = cs[rr.rows, rr.ends] - cs[rr.rows, rr.starts]
+        r, st_, en = rr.rows, rr.starts, rr.ends
+        if len(r) > 1 and merge_broken_px > merge_px:
+            dom = np.argmax(cnt, axis=1)
+            join = ((r[1:] == r[:-1]) & (st_[1:] - en[:-1] < merge_broken_px)
+                    & (dom[1:] == dom[:-1]) & broken[dom[1:]] & (cnt.max(1)[1:] > 0))
+            first = np.flatnonzero(np.concatenate([[True], ~join]))
+            last = np.append(first[1:], len(r)) - 1
+            cnt = np.add.reduceat(cnt, first, axis=0)
+            tot = np.add.reduceat(tot, first)
+            r, st_, en = r[first], st_[first], en[last]
+        share = (cnt / np.maximum(tot, 1)[:, None]).astype(np.float32)
+        parts.append((r + (r0 - top), st_, en, share))
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return (Runs(z, z, z, np.zeros(bottom - top + 1, np.int64)),
+                np.zeros((0, len(styles)), np.float32))
+    r = np.concatenate([p[0] for p in parts])
+    runs = Runs(r, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+                np.searchsorted(r, np.arange(bottom - top + 1)))
+    return runs, np.concatenate([p[3] for p in parts])
+
+
+def _row_cumsum(m: np.ndarray) -> np.ndarray:
+    """int32 [h, w + 1]: count of true pixels left of each column, per row."""
+    out = np.zeros((m.shape[0], m.shape[1] + 1), np.int32)
+    np.cumsum(m, axis=1, dtype=np.int32, out=out[:, 1:])
+    return out
+
+
+def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr: float,
+                cfg: TrackerConfig | None = None, rows: tuple[int, int] | None = None,
+                confidence: np.ndarray | None = None, shift: np.ndarray | None = None,
+                line_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
+    """Read all curves of a calibrated track from the curve code, jointly.
+
+    Every curve is traced through the runs of likely-curve pixels of *any* style
+    (:func:`find_curve_runs`, P(curve) >= ``cfg.curve_p_min``); a run costs
+    ``cfg.style_cost`` per row times the share of its pixels that are not of the
+    curve's style (by the best style the track lists), so a curve keeps its line
+    through stretches the network labelled with a wrong style instead of losing it,
+    while another curve's line stays expensive. Curves are read in order of their
+    style's evidence in the track, each on the runs the earlier ones did not take
+    (crossings become short gaps). Skipping a row with candidates and jumping cost
+    ``cfg.code_miss_busy_cost`` / ``cfg.code_teleport_cost`` here: the other curves'
+    pixels are everywhere, and jumping onto them is the typical failure.
+
+    Parameters
+    ----------
+    code : uint8 [H, W]
+        Curve code (:func:`logdigit.segment.logits_to_codes`) of the deskewed scan.
+    curves : list of (class id, wrap)
+        The track's curves in output order.
+    xl, xr, cfg, rows, confidence, shift, line_rows
+        As in :func:`trace_curves`.
+
+    Returns
+    -------
+    list of CurveTrace or None, in the order of ``curves``.
+    """
+    cfg = replace(cfg or TrackerConfig())
+    cfg.miss_busy_cost, cfg.teleport_cost = cfg.code_miss_busy_cost, cfg.code_teleport_cost
+    fr = _frame(code.shape, xl, xr, rows, shift)
+    width = float(xr - xl)
+    styles = sorted({c for c, _ in curves})
+    conf_src = _conf_source(confidence, code)
+    found, share = find_curve_runs(code, (fr.top, fr.bottom), (fr.w0, fr.w1), cfg.curve_p_min,
+                                   styles, cfg.merge_px, cfg.merge_broken_px)
+    runs, kept = fr.straight(found)
+    keep = _narrow_keep(runs, cfg, width,
+                        None if line_rows is None else line_rows[fr.top:fr.bottom])
+    runs, share = runs.subset(keep), share[kept][keep]
+    size = (runs.ends - runs.starts)[:, None]
+    evidence = (share * size).sum(0)
+    order = sorted(range(len(curves)), key=lambda k: -evidence[styles.index(curves[k][0])])
+    out: list[CurveTrace | None] = [None] * len(curves)
+    for k in order:
+        cls, wrap = curves[k]
+        own = share[:, styles.index(cls)]
+        busy = np.zeros(runs.n_rows, bool)
+        busy[runs.rows[own >= 0.5]] = True
+        x, used = _follow(runs, cfg, wrap, width, cfg.style_cost * (1.0 - own), busy)
+        out[k] = _result(x, fr, xl, width, code.shape, cfg, *conf_src)
+        left = np.ones(len(runs.rows), bool)   # the next curves use what this one left
+        left[used] = False
+        runs, share = runs.subset(left), share[left]
     return out
 
 

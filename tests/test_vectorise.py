@@ -369,3 +369,121 @@ def test_trace_curves_follow_shift():
     assert np.median(np.abs(tr.frac[ok] - f[ok])) < 0.003
     plain = trace_curves(m, 1, xl, xr)[0]
     assert np.median(np.abs(plain.frac[ok] - f[ok])) > 0.02
+
+
+def _wrapped_mask(f_true, w, width=2):
+    """Mask of a wrapped curve: positions ``f_true`` [h] (unwrapped fractions) drawn
+    modulo the track; consecutive rows on one level joined, broken where it wraps."""
+    h = len(f_true)
+    shown = np.mod(f_true, 1.0)
+    m = np.zeros((h, w + 1), np.uint8)
+    for r in range(h - 1):
+        if np.isfinite(f_true[r]) and np.isfinite(f_true[r + 1]) and \
+                np.floor(f_true[r]) == np.floor(f_true[r + 1]):
+            cv2.line(m, (int(round(shown[r] * w)), r), (int(round(shown[r + 1] * w)), r + 1), 1,
+                     width)
+    return m
+
+
+def test_wrapped_sweep_across_track_kept():
+    """A wrapped curve hugging the left edge sweeps across the track in one row to hug
+    the right edge, on level 0 throughout. The sweep is a track-wide run: dropped as a
+    grid line, one side is read a level off (the hop over the left edge is shorter);
+    told which rows hold grid lines, the sweep is kept and all is read right."""
+    h, w = 700, 300
+    r = np.arange(h, dtype=float)
+    f = np.where(r < 310, 0.012 + 0.012 * np.sin(r / 15.0), 0.975 + 0.01 * np.sin(r / 13.0))
+    m = _wrapped_mask(np.where(r < 310, f, np.nan), w) | _wrapped_mask(np.where(r > 310, f, np.nan), w)
+    m[310, int(round(f[309] * w)):int(round(f[311] * w)) + 1] = 1   # the sweep, one row
+    grid = np.zeros(h, bool)
+    grid[::20] = True                                         # grid lattice rows (not 310)
+    tr = trace_curves(m, 1, 0.0, float(w), wrap=[True], line_rows=grid)[0]
+    ok = np.isfinite(tr.frac)
+    assert ok.mean() > 0.98
+    assert np.percentile(np.abs(tr.frac - f)[ok], 99) < 0.02
+    old = trace_curves(m, 1, 0.0, float(w), wrap=[True])[0]  # wide runs dropped anywhere
+    assert np.mean(np.abs(old.frac - f)[ok] > 0.5) > 0.3     # one side a level off
+
+
+def test_wrapped_level_after_long_dropout(monkeypatch):
+    """After a drop-out longer than max_gap_px the stretch that follows takes the level
+    that keeps it on the main trace, not the copy nearest the last position."""
+    from logdigit import vectorise
+    from logdigit.vectorise import relevel_segments
+    h, w = 700, 300
+    r = np.arange(h, dtype=float)
+    f = np.where(r < 250, 0.93 + 0.03 * np.sin(r / 20.0), 0.12 + 0.03 * np.sin(r / 20.0))
+    f[250:330] = np.nan                      # not recorded (longer than max_gap_px)
+    m = _wrapped_mask(f, w)
+    tr = trace_curves(m, 1, 0.0, float(w), wrap=[True])[0]
+    ok = np.isfinite(tr.frac) & np.isfinite(f)
+    assert ok.sum() > 0.95 * np.isfinite(f).sum()
+    assert np.percentile(np.abs(tr.frac - f)[ok], 99) < 0.02
+    monkeypatch.setattr(vectorise, "relevel_segments", lambda x, period, min_gap: x)
+    near = trace_curves(m, 1, 0.0, float(w), wrap=[True])[0]  # nearest copy: a level off
+    assert np.mean(np.abs(near.frac - f)[ok] > 0.5) > 0.3
+    x = np.array([10.0, 11, 12, np.nan, np.nan, np.nan, np.nan, 320, 321])
+    np.testing.assert_array_equal(relevel_segments(x, 300.0, 2),     # two stretches
+                                  [10, 11, 12, np.nan, np.nan, np.nan, np.nan, 20, 21])
+    np.testing.assert_array_equal(relevel_segments(x, 300.0, 5), x)  # one, bridged
+
+
+def test_periodic_lines_drop_one_off_rows():
+    from logdigit.pipeline import periodic_lines
+    lines = np.array([10.0, 30.2, 50.1, 63.0, 70.0, 89.9, 110.0])
+    np.testing.assert_array_equal(periodic_lines(lines), [10.0, 30.2, 50.1, 70.0, 89.9, 110.0])
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_trace_track_keeps_curves_through_style_confusion(joint):
+    """Two curves, dashed and dash-dot, that the network labels with each other's style
+    on short stretches (8 rows in 24, both at once). Read jointly over all curve pixels,
+    each curve keeps its line; read style by style (argmax-like), the trackers hop to
+    the other curve where their own style is missing."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.vectorise import trace_track
+    h, w = 1200, 300
+    r = np.arange(h)
+    xa = 100 + 40 * np.sin(r / 90.0)
+    xb = 220 + 30 * np.sin(r / 70.0 + 1)              # 50 px or more from the first
+    dashed, dashdot = STYLE_TO_CLASS["dashed"], STYLE_TO_CLASS["dashdot"]
+    swap = (r // 8) % 3 == 1
+    code = np.zeros((h, w + 1), np.uint8)
+    for x, own, other in ((xa, dashed, dashdot), (xb, dashdot, dashed)):
+        on = _draw(h, w + 1, x) > 0
+        best = np.where(swap, other, own)[:, None]
+        second = np.where(swap, own, other)[:, None]
+        code = np.where(on, (15 | ((best - 1) << 4) | ((second - 1) << 6)).astype(np.uint8), code)
+    cfg = TrackerConfig(joint_styles=joint)
+    curves = [(dashed, False), (dashdot, False)]
+    if joint:
+        got = trace_track(code, curves, 0.0, float(w), cfg)
+    else:
+        allowed = frozenset({dashed, dashdot})
+        got = [trace_curves(np.zeros_like(code), c, 0.0, float(w), cfg=cfg, code=code,
+                            allowed=allowed)[0] for c, _ in curves]
+    bad = [np.mean(np.abs(tr.frac * w - x) > 10) for tr, x in zip(got, (xa, xb))]
+    if joint:
+        assert max(bad) < 0.01, bad
+    else:
+        assert max(bad) > 0.1, bad
+
+
+def test_ambiguous_backup_level_warned():
+    """A wrapped curve read on its backup trace on ~40 % of the rows is flagged."""
+    from logdigit.calibration import calibration_from_dict
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+    h, w = 1500, 300
+    r = np.arange(h, dtype=float)
+
+    def cal(wrap):
+        return calibration_from_dict({
+            "depth": {"unit": "M", "ties": [{"row": 0, "depth": 0.0}, {"row": h, "depth": 150.0}]},
+            "tracks": [{"x": [0, w], "curves": [{"style": "solid", "mnemonic": "AAA", "left": 0,
+                                                 "right": 1, "wrap": wrap}]}]})
+    lay = Layout(shape=(h, w + 1), log_bottom=h)
+    high = _wrapped_mask(0.9 + 0.3 * np.sin(r / 100.0), w)     # ~39 %
+    assert any("backup trace on" in m for m in digitise(high, cal(True), lay).warnings)
+    low = _wrapped_mask(0.5 + 0.55 * np.sin(r / 100.0), w)    # off the track ~27 %
+    assert not any("backup trace on" in m for m in digitise(low, cal(True), lay).warnings)
