@@ -433,7 +433,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             cls_list = [1] if binary else sorted(CLASS_TO_STYLE)
             for cid in cls_list:
                 tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence,
-                                  rows=plan.rows, shift=shift, line_rows=line_rows)[0]
+                                  rows=plan.rows, shift=shift, line_rows=line_rows,
+                                  code=code)[0]   # argmax pixels; code: confidence only
                 if tr is None or np.isfinite(tr.frac[top:bottom]).mean() < MIN_UNCALIBRATED_COVERAGE:
                     continue
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
