@@ -760,6 +760,7 @@ def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
             parts.append(part)
     d = np.zeros(ns)
     level = 0.0
+    ref = None
     for part in parts:
         a = min(t["s"][0] for t in part)
         b = max(t["s"][-1] for t in part) + 1
@@ -768,12 +769,52 @@ def _track_drift(prof: _Profiles, min_px: float = 2.0) -> np.ndarray | None:
             d[a:] = level
             continue
         d[a:b] = dp - dp[0] + level
+        # the next part of the same log (repeat section, a page after a header) has
+        # its lines where the parts before had theirs: line them up (within 12 px)
+        pc = _straight_columns(prof.col, d, a, b)
+        if ref is not None:
+            d[a:b] += _best_shift(ref, pc, 12)
+            pc = _straight_columns(prof.col, d, a, b)
+        ref = pc if ref is None else ref + pc
         level = float(d[b - 1])
         d[b:] = level
     d -= np.median(d[full]) if full.any() else 0.0
     if np.abs(d[full]).max() < min_px:
         return None
     return d
+
+
+def _straight_columns(col: np.ndarray, d: np.ndarray, a: int, b: int) -> np.ndarray:
+    """[W] float64: ink per column of strips [a, b) of ``col`` [n, W], each strip moved
+    left by its drift ``d`` (rounded), high-passed (a 15 px running mean taken off) so
+    only lines count."""
+    w = col.shape[1]
+    acc = np.zeros(w)
+    for si in range(a, b):
+        k = int(round(d[si]))
+        row = col[si].astype(np.float64)
+        if k > 0:
+            acc[:w - k] += row[k:]
+        elif k < 0:
+            acc[-k:] += row[:w + k]
+        else:
+            acc += row
+    return acc - np.convolve(acc, np.ones(15) / 15, mode="same")
+
+
+def _best_shift(ref: np.ndarray, prof: np.ndarray, max_shift: int) -> int:
+    """Shift k (|k| <= ``max_shift``) that lines ``prof`` moved left by k up with ``ref``
+    best; 0 unless it beats no shift by 10 % (ties: the smaller shift)."""
+    w = len(ref)
+    m = max_shift
+    r = np.clip(ref, 0, None)[m:w - m]
+    best_k, best = 0, float(np.dot(r, np.clip(prof, 0, None)[m:w - m]))
+    base = best
+    for k in sorted(range(-m, m + 1), key=abs):
+        sc = float(np.dot(r, np.clip(prof, 0, None)[m + k:w - m + k]))
+        if sc > best:
+            best_k, best = k, sc
+    return best_k if best > 1.1 * max(base, 1e-9) else 0
 
 
 def _align_tracks(tracks: list[dict], a: int, b: int, k: int) -> np.ndarray | None:
@@ -1369,30 +1410,34 @@ def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
     if top < 0.1:
         return None
     # minor spacing: the first local max that reaches half the strongest one, or,
-    # for faint minor lines, a weaker one (>= 0.2) of which the strongest lag is a
-    # whole multiple (2..10 minor spacings to the major)
-    k_top = int(pk[int(np.argmax(seg[pk]))]) + lo
+    # for faint minor lines, a weaker one (>= 0.2) of which that first strong lag is
+    # a whole multiple (2..10 minor spacings to the major). (Not the strongest lag:
+    # on long scans that can be a far multiple, 8 majors, of which nearly any lag is
+    # a tenth.)
     k = int(pk[np.flatnonzero(seg[pk] >= 0.5 * top)[0]]) + lo
     for c in pk + lo:
         if c >= k:
             break
-        ratio = k_top / c
+        ratio = k / c
         if ac[c] >= max(0.2 * top, 0.05) and 2 <= round(ratio) <= 10 and \
                 abs(ratio - round(ratio)) <= 0.04 * round(ratio):
             k = int(c)
             break
     p = _parabolic(ac, k)
-    # refine on a far multiple
+    # refine on ever farther multiples (2, 4, 8 ... up to ~40 spacings), each found
+    # near where the previous estimate puts it, so the search window always holds it
     mult = max(1, int(min(maxlag - 2, 40 * p) // p))
-    for m in (mult, max(1, mult // 2)):
+    m = 2
+    while m <= mult:
         j = int(round(m * p))
         lo_j, hi_j = max(1, j - max(2, int(0.15 * p))), min(n - 2, j + max(2, int(0.15 * p)))
         if hi_j <= lo_j:
-            continue
-        jj = lo_j + int(np.argmax(ac[lo_j:hi_j + 1]))
-        if ac[jj] > 0.3 * ac[k]:
-            p = _parabolic(ac, jj) / m
             break
+        jj = lo_j + int(np.argmax(ac[lo_j:hi_j + 1]))
+        if not (lo_j < jj < hi_j and ac[jj] > 0.3 * ac[k]):  # a peak, not the edge
+            break
+        p = _parabolic(ac, jj) / m
+        m *= 2
     return float(p) if math.isfinite(p) and p >= MIN_GRID_PX else None
 
 
@@ -1412,7 +1457,10 @@ def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):
 
 
 def _parabolic(y: np.ndarray, k: int) -> float:
-    if 0 < k < len(y) - 1:
+    """Sub-sample position of the peak of ``y`` at ``k`` (vertex of the parabola through
+    k-1, k, k+1); ``k`` itself where ``k`` is not a local maximum (the vertex could lie
+    anywhere on a slope)."""
+    if 0 < k < len(y) - 1 and y[k] >= y[k - 1] and y[k] >= y[k + 1]:
         den = y[k - 1] - 2 * y[k] + y[k + 1]
         if den < 0:
             return k + 0.5 * (y[k - 1] - y[k + 1]) / den

@@ -266,3 +266,14 @@ def test_header_boundary_when_only_every_other_minor_line_peaks():
     for d in range(3):                          # all lines dark: unchanged answer
         sig2[top + 10 + d::20] = 1.0
     assert _refine_header(sig2, p, (400, h)) == top
+
+
+def test_parabolic_peak_only_at_a_peak():
+    """Sub-sample refinement of a grid period: the vertex of the parabola at a local
+    maximum; on a slope (the edge of a search window, ALS471) the sample itself, never
+    a vertex far outside (which once turned a 41 px grid into 16 px)."""
+    from logdigit.layout import _parabolic
+    y = -((np.arange(20) - 7.3) ** 2)
+    assert _parabolic(y, 7) == pytest.approx(7.3, abs=1e-9)
+    slope = np.array([1.0, 0.99, 0.9799, 0.5])   # falling, bending down a little
+    assert _parabolic(slope, 1) == 1.0
