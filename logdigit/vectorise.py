@@ -194,6 +194,7 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
     brow = None if busy_rows is None else np.asarray(busy_rows, bool).tolist()
     gaps: list[list] = []                   # [cost, last node, rows since] best first
     plo = phi = 0                           # previous row's runs
+    prev: list[int] = []                    # ... cheapest first
     for r in range(H):
         lo, hi = ptr[r], ptr[r + 1]
         if lo < hi:
@@ -201,15 +202,21 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
             for j in range(lo, hi):
                 sj, ej, cj, wj = s[j], e[j], cen[j], wid[j]
                 best, bk = free, -1
-                for i in range(plo, phi):
-                    d = _gap(s[i], e[i], sj, ej, period)
+                for i in prev:          # cheapest first: a step never costs less than 0
+                    ci = cost[i]
+                    if ci >= best:
+                        break
+                    if period:
+                        d = _gap(s[i], e[i], sj, ej, period)
+                    else:
+                        d = sj - e[i] if sj > e[i] else (s[i] - ej if s[i] > ej else 0)
                     dc = abs(cj - cen[i])
                     if period and dc > period / 2:
                         dc = period - dc
                     sl = slack + sw * (wj if wj < wid[i] else wid[i])
                     t = jc * (d - sl) if d > sl else 0.0
                     t = (tele if t > tele else t) + sm * dc
-                    c = cost[i] + t
+                    c = ci + t
                     if c < best:
                         best, bk = c, i
                 for gc, i, gl in gaps:
@@ -234,6 +241,7 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
             gaps.sort()
             del gaps[nkeep:]
         plo, phi = lo, hi
+        prev = sorted(range(lo, hi), key=cost.__getitem__)
     # end: best of last row's nodes and the gap hypotheses
     end_node, end_cost = -1, inf
     if plo < phi:
