@@ -60,6 +60,7 @@ STRIP_ROWS = 256            # rows per analysis strip
 FINE_ROWS = 64              # rows per sub-strip for following bent / wandering lines
 LINE_FILL = 0.5             # a column is a vertical line in a strip if inked in >= this share
 LINE_EXCESS = 0.3           # ... and in this share more than the columns beside it
+LINE_PRESENCE = 0.5         # a track line runs through >= this share of the body strips
 MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
 MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
 GRID_GAP_MIN = 0.02         # a gap is inside a track if its grid contrast is >= this ...
@@ -335,26 +336,30 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
     if drift is not None:  # paper wander: measure everything on straightened rows
         centres = np.arange(len(drift)) * FINE_ROWS + fine.strip_h // 2
         sharp0 = _line_sharpness(prof)
+        del prof, fine  # at most two profile sets alive at once (memory on tall scans)
         shifts = np.round(np.interp(np.arange(h), centres, drift)).astype(np.int32)
-        prof1 = _profiles(grey, skew, thr, shifts)
+        prof = _profiles(grey, skew, thr, shifts)
+        sharp = _line_sharpness(prof)
         # once more on the straightened scan: lines that moved too fast to follow, or
         # were lost at a paper join, now run straight and link the pieces up
-        rest = _track_drift(_fine_view(prof1), min_px=1.0)
+        rest = _track_drift(_fine_view(prof), min_px=1.0)
         if rest is not None:
             shifts2 = np.round(np.interp(np.arange(h), centres, drift + rest)).astype(np.int32)
             prof2 = _profiles(grey, skew, thr, shifts2)
-            if _line_sharpness(prof2) > _line_sharpness(prof1):
-                drift, shifts, prof1 = drift + rest, shifts2, prof2
+            sharp2 = _line_sharpness(prof2)
+            if sharp2 > sharp:
+                drift, shifts, prof, sharp = drift + rest, shifts2, prof2, sharp2
+            del prof2
         # kept only if the lines come out straighter than they were (a straight scan
         # with a few stray pieces in its header must stay as it is)
-        if _line_sharpness(prof1) > 1.02 * sharp0:
-            prof = prof1
+        if sharp > 1.02 * sharp0:
             lay.drift = _thin_drift(centres, drift)
             notes.append(f"track lines wander sideways by up to {np.abs(drift).max():.0f} px "
                          f"along the scan: columns are where the lines run on average; see "
                          f"Layout.drift_at")
         else:
             shifts = None
+            prof = _profiles(grey, skew, thr)
     lines, sections = _find_lines_and_sections(prof, h)
     if not lines:
         notes.append("no vertical track lines found: tracks not detected")
@@ -1014,7 +1019,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     freqb = pres[sel].mean(0)
     freqc = cont[sel].mean(0)   # without the +-1 column tolerance
     lines = []
-    for a, b in _runs(freqb >= 0.5):
+    for a, b in _runs(freqb >= LINE_PRESENCE):
         if b - a > 40:   # a black band (scan edge, blotch), not a line
             continue
         core = np.flatnonzero(freqc[a:b] >= 0.5 * freqc[a:b].max())
