@@ -1006,6 +1006,14 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     for i in range(1, len(body) - 1):
         if not body[i] and body[i - 1] and body[i + 1] and full[i]:
             body[i] = True
+    # and gaps between body runs where the lines fade but do not stop (broken, dotted
+    # lines on old paper): every strip there still carries a fifth of them. A header
+    # or a gap between logs carries (almost) none.
+    runs = _runs(body)
+    for (a0, b0), (a1, b1) in zip(runs[:-1], runs[1:]):
+        gap = slice(b0, a1)
+        if (per_strip[gap] >= 0.2).all() and full[gap].all():
+            body[gap] = True
     min_len = max(2, int(math.ceil(0.03 * h / prof.strip_rows)))
     sruns = [(a, b) for a, b in _runs(body) if b - a >= min_len]
     if not sruns:

@@ -277,3 +277,21 @@ def test_parabolic_peak_only_at_a_peak():
     assert _parabolic(y, 7) == pytest.approx(7.3, abs=1e-9)
     slope = np.array([1.0, 0.99, 0.9799, 0.5])   # falling, bending down a little
     assert _parabolic(slope, 1) == 1.0
+
+
+def test_log_body_through_faded_vertical_lines():
+    """4707700086-like: two strips after the header the division lines fade for a
+    long stretch (two in three gone): the log body runs on through it; it does not
+    start after the fade, nor lose its first short stretch."""
+    s = make_log(h=20000, w=600, seed=19, header=600)
+    img = s.image.copy()
+    r0, r1 = s.header_bottom + 512, s.header_bottom + 4000
+    for a, b in s.tracks:
+        for i in range(1, 10):
+            if i % 3:
+                x = a + 1 + round(i * (b - a - 3) / 10)
+                img[r0:r1, x - 1:x + 2] = 255
+    lay = analyse(img)
+    assert abs(lay.header_bottom - s.header_bottom) <= 3, (lay.header_bottom, lay.sections)
+    assert len(lay.sections) == 1, lay.sections
+    assert len(lay.tracks) == 3
