@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from _layout_synth import make_log
+from _layout_synth import make_log, shift_rows
 from logdigit.calibration import calibration_from_dict, load_calibration
 from logdigit.cli import main
 from logdigit.errors import CalibrationError
@@ -136,6 +136,27 @@ def test_calibrate_template(scan, tmp_path, log_page):
     h, w = log_page.image.shape
     cal.validate_image(w, h)
     assert [t.x for t in cal.tracks] == [tuple(td["x"]) for td in data["tracks"]]
+
+
+def test_calibrate_template_on_drifting_paper(tmp_path):
+    """Paper sliding sideways 0 -> 24 -> 0 px down the scan: the template's columns are
+    where the borders run at the middle of depth.rows (the row the converter holds
+    calibration columns at), not the detected average columns."""
+    s = make_log(h=3000, w=800, seed=20, header=300)
+    dx = np.round(24 * np.sin(np.pi * np.arange(3000) / 3000)).astype(int)
+    img = shift_rows(np.pad(s.image, ((0, 0), (0, 40)), constant_values=255), dx)
+    p = tmp_path / "drift.png"
+    Image.fromarray(img).save(p)
+    out = tmp_path / "cal.yaml"
+    res = CliRunner().invoke(main, ["calibrate", str(p), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    data = yaml.safe_load(out.read_text())
+    r0, r1 = data["depth"]["rows"]
+    ref = int(round((r0 + r1) / 2))
+    assert len(data["tracks"]) == 3
+    for td, (a, b) in zip(data["tracks"], s.tracks):
+        assert abs(td["x"][0] - (a + dx[ref])) <= 3 and abs(td["x"][1] - (b + dx[ref])) <= 3, \
+            (td["x"], (a + dx[ref], b + dx[ref]))
 
 
 def test_calibrate_refuses_overwrite(scan, tmp_path):

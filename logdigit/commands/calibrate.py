@@ -101,16 +101,6 @@ def make_template(scan_path: str, page: int = 0, unit: str = "FT"):
     scan = read_scan(scan_path, page)
     lay = analyse(scan.grey)
     h, w = scan.shape
-    tracks_stored = []
-    for a, b in lay.tracks:
-        xs = lay.columns_to_stored(np.array([a, b], float))
-        tracks_stored.append((int(max(0, math.floor(xs[0]))), int(min(w, math.ceil(xs[1])))))
-    depth_stored = None
-    if lay.depth_track:
-        xs = lay.columns_to_stored(np.array(lay.depth_track, float))
-        depth_stored = (int(max(0, math.floor(xs[0]))), int(min(w, math.ceil(xs[1]))))
-    dcol = (sum(lay.depth_track) / 2.0) if lay.depth_track else w / 2.0
-    ties = tie_rows(lay, dcol)
     rows_stored = None
     if lay.sections:
         rs, _ = lay.to_stored(np.array([lay.header_bottom, lay.log_bottom], float),
@@ -118,6 +108,21 @@ def make_template(scan_path: str, page: int = 0, unit: str = "FT"):
         r0, r1 = int(max(0, math.floor(rs[0]))), int(min(h, math.ceil(rs[1])))
         if r1 > r0:
             rows_stored = (r0, r1)
+    # calibration columns hold at the middle of depth.rows (else the centre row), as
+    # the converter reads them; on drifting paper the lines run there at
+    # column + drift_at(that row), not at the detected (average) column
+    row_ref = sum(rows_stored) / 2.0 if rows_stored else (h - 1) / 2.0
+    off = float(lay.drift_at(lay.to_deskewed(np.array([row_ref]), np.array([w / 2.0]))[0])[0])
+    tracks_stored = []
+    for a, b in lay.tracks:
+        xs = lay.columns_to_stored(np.array([a, b], float) + off)
+        tracks_stored.append((int(max(0, math.floor(xs[0]))), int(min(w, math.ceil(xs[1])))))
+    depth_stored = None
+    if lay.depth_track:
+        xs = lay.columns_to_stored(np.array(lay.depth_track, float) + off)
+        depth_stored = (int(max(0, math.floor(xs[0]))), int(min(w, math.ceil(xs[1]))))
+    dcol = (sum(lay.depth_track) / 2.0) if lay.depth_track else w / 2.0
+    ties = tie_rows(lay, dcol)
     text = template_text(scan_path, page, lay, tracks_stored, depth_stored, ties,
                          rows_stored, unit)
     pic = calibrate_picture(scan.grey, lay, tracks_stored, depth_stored, ties,
