@@ -281,6 +281,111 @@ def logits_to_codes(logits: np.ndarray, want_conf: bool = True
     The code keeps, without a float copy of the scan, the probability that a pixel is
     ink of any curve (faint curves where background won the argmax still score) and
     the two best curve classes (a style the calibration does not list for a track can
+    give way to the runner-up). Classes and confidence equal
+    :func:`logits_to_classes`; ties go to the lower class id, as in ``np.argmax``.
+    Done channel by channel (C is 2 or 5): cheaper than argmax along a short axis.
+    """
+    C = logits.shape[1]
+    l0 = logits[:, 0]
+    if C == 2:                                   # binary: one curve class
+        b1 = b2 = np.zeros(l0.shape, np.uint8)
+        m1 = logits[:, 1]
+    else:   # top two of the four curve logits by pairs (np.where and argmax are slow)
+        a, b, c, d = (logits[:, k] for k in range(1, 5))
+        ab, cd = (b > a).view(np.uint8), (d > c).view(np.uint8)     # ties: the lower id
+        hi1, lo1 = np.maximum(a, b), np.minimum(a, b)
+        hi2, lo2 = np.maximum(c, d), np.minimum(c, d)
+        top = (hi2 > hi1).view(np.uint8)                 # the second pair holds the best
+        ih1, il1, ih2, il2 = ab, 1 - ab, 2 + cd, 3 - cd   # class - 1 of each value
+        m1 = np.maximum(hi1, hi2)
+        b1 = ih1 + top * (ih2 - ih1)
+        other = np.minimum(hi1, hi2)                     # runner-up: the other pair's high
+        io = ih2 + top * (ih1 - ih2)
+        low = np.where(top.view(bool), lo2, lo1)         # ... or the best pair's low
+        il = il1 + top * (il2 - il1)
+        later = ((other > low) | ((other == low) & (io < il))).view(np.uint8)
+        b2 = il + later * (io - il)
+    cls = (m1 > l0).view(np.uint8) * (b1 + 1).astype(np.uint8)
+    lmax = np.maximum(l0, m1)
+    e0 = np.exp(l0 - lmax)
+    denom, buf = e0.copy(), np.empty_like(e0)
+    for k in range(1, C):
+        np.subtract(logits[:, k], lmax, out=buf)
+        denom += np.exp(buf, out=buf)
+    conf = np.clip(np.rint(255.0 / denom), 0, 255).astype(np.uint8) if want_conf else None
+    p_curve = 1.0 - e0 / denom
+    code = np.clip(np.rint(p_curve * CODE_P_LEVELS), 0, CODE_P_LEVELS).astype(np.uint8)
+    if C > 2:
+        code |= (b1 << 4) | (b2 << 6)
+    return cls, conf, code
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: core ``[y0, y1) x [x0, x1)`` written to the output, read from the
+    input window ``[iy0, iy1) x [ix0, ix1)`` of the stride-padded image."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    iy0: int
+    iy1: int
+    ix0: int
+    ix1: int
+
+
+def plan_tiles(height: int, width: int, tile_h: int, tile_w: int, halo: int,
+               stride: int) -> list[list[Tile]]:
+    """Tiles covering an ``height`` x ``width`` image, grouped in bands (tile rows).
+
+    All edges are multiples of ``stride`` in the image padded to a multiple of
+    ``stride``, so pooling grids align with the whole-image run.
+    """
+    ph, pw = _round_up(height, stride), _round_up(width, stride)
+    th, tw = _round_up(tile_h, stride), _round_up(tile_w, stride)
+    h = _round_up(halo, stride)
+    bands = []
+    for y0 in range(0, ph, th):
+        y1 = min(y0 + th, ph)
+        band = []
+        for x0 in range(0, pw, tw):
+            x1 = min(x0 + tw, pw)
+            band.append(Tile(y0, y1, x0, x1, max(0, y0 - h), min(ph, y1 + h),
+                             max(0, x0 - h), min(pw, x1 + h)))
+        bands.append(band)
+    return bands
+
+
+def logits_to_classes(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``logits`` float [N, C, H, W] -> (classes uint8 [N, H, W], confidence uint8
+    [N, H, W] = round(255 * max softmax probability))."""
+    cls = np.argmax(logits, axis=1)
+    lmax = np.take_along_axis(logits, cls[:, None], axis=1)
+    denom = np.exp(logits - lmax).sum(axis=1)
+    conf = np.clip(np.rint(255.0 / denom), 0, 255).astype(np.uint8)
+    return cls.astype(np.uint8), conf
+
+
+#: Curve code (one uint8 per pixel, what the network says beyond the argmax):
+#: bits 0-3 P(curve) = 1 - P(background) in 1/15ths (0..15); bits 4-5 the most likely
+#: curve class - 1; bits 6-7 the second most likely curve class - 1 (binary models: 0).
+CODE_P_LEVELS: int = 15
+CODE_P_MASK: int = 0x0F
+
+
+def logits_to_codes(logits: np.ndarray, want_conf: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``logits`` float [N, C, H, W] -> (classes uint8 [N, H, W], confidence uint8
+    [N, H, W] or None, curve code uint8 [N, H, W]; see :data:`CODE_P_LEVELS`).
+
+    The code keeps, without a float copy of the scan, the probability that a pixel is
+    ink of any curve (faint curves where background won the argmax still score) and
+    the two best curve classes (a style the calibration does not list for a track can
     give way to the runner-up).
     """
     cls = np.argmax(logits, axis=1)
