@@ -1550,7 +1550,8 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
     """First row of the regular grid near the top of the first section: the first grid
     line (peak of the track row profile at line strength) that starts a run of five
     lines spaced by the minor spacing ``p`` (or all by 2 ``p``, minor lines too faint)
-    with no equally strong peak between them."""
+    with no equally strong peak between them; failing that, where the profile turns
+    periodic at ``p`` (:func:`_periodic_start`)."""
     r0, r1 = section
     if p is None:
         return r0
@@ -1583,7 +1584,36 @@ def _refine_header(sig: np.ndarray, p: float | None, section: tuple[int, int]) -
             while r > lo and sig[r - 1] >= 0.5 * sig[pk[i]]:
                 r -= 1
             return r
-    return r0
+    # (not above the section: its start is where the vertical lines begin)
+    return _periodic_start(sig, p, max(lo, r0 - int(p)), hi, r0)
+
+
+def _periodic_start(sig: np.ndarray, p: float, lo: int, hi: int, default: int) -> int:
+    """Where the track row profile turns periodic at the grid spacing ``p`` (minor lines
+    too faint to peak on their own): the first of three successive windows of 4 ``p``
+    rows, stepped by ``p``, whose autocorrelation at lag ``p`` is >= 0.5, moved to the
+    strongest row of its first period. ``default`` when there is none in [lo, hi)."""
+    win = int(round(4 * p))
+    lag = int(round(p))
+    if lag < 2 or hi - lo < win + lag:
+        return default
+    ok = []
+    starts = list(range(lo, hi - win - lag, max(1, lag)))
+    for r in starts:
+        a = sig[r:r + win].astype(np.float64)
+        best = -1.0
+        for l2 in (lag - 1, lag, lag + 1):
+            b = sig[r + l2:r + l2 + win].astype(np.float64)
+            am, bm = a - a.mean(), b - b.mean()
+            den = math.sqrt(float(np.dot(am, am) * np.dot(bm, bm)))
+            if den > 0:
+                best = max(best, float(np.dot(am, bm)) / den)
+        ok.append(best >= 0.5)
+    for i in range(len(ok) - 2):
+        if ok[i] and ok[i + 1] and ok[i + 2]:
+            r = starts[i]
+            return int(r + int(np.argmax(sig[r:r + lag])))
+    return default
 
 
 def _extend_bottom(sig: np.ndarray, p: float | None, section: tuple[int, int]) -> int:

@@ -295,3 +295,23 @@ def test_log_body_through_faded_vertical_lines():
     assert abs(lay.header_bottom - s.header_bottom) <= 3, (lay.header_bottom, lay.sections)
     assert len(lay.sections) == 1, lay.sections
     assert len(lay.tracks) == 3
+
+
+def test_periodic_start_finds_where_the_grid_begins():
+    """30-025-12481 / 33-025-02016-like: no run of peaks to go by (minor lines too
+    faint beside curves), so the header boundary falls back on where the track row
+    profile turns periodic at the minor spacing; text rows and box lines above are
+    not periodic."""
+    from logdigit.layout import _periodic_start
+    h, p, top = 4000, 30.0, 1000
+    rng = np.random.default_rng(21)
+    sig = np.zeros(h, np.float32)
+    for y in rng.integers(700, top - 20, 8):      # track-head text rows and box lines
+        sig[y:y + 8] = 0.6
+    sig[top:] = 0.2 + 0.05 * rng.random(h - top)  # curves and noise
+    sig[top::30] += 0.3                           # faint minor lines
+    got = _periodic_start(sig, p, 700, 2000, -1)
+    assert abs(got - top) <= p / 2, got
+    flat = sig.copy()
+    flat[top:] = 0.2 + 0.05 * rng.random(h - top)  # no grid at all
+    assert _periodic_start(flat, p, 700, 2000, -1) == -1
