@@ -129,8 +129,13 @@ def style_mask(classes: np.ndarray, cls: int, code: np.ndarray | None = None,
         return np.zeros(classes.shape, bool)
     level = int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
     best = (code >> 4) & 3
-    pick = np.where(np.isin(best, [a - 1 for a in allowed]), best, code >> 6)
-    return ((code & CODE_P_MASK) >= level) & (pick == cls - 1)
+    if len(allowed) == 1:      # the one style takes every curve pixel
+        return (code & CODE_P_MASK) >= level
+    held = np.zeros(best.shape, bool)
+    for a in allowed:
+        held |= best == a - 1
+    own = np.where(held, best, code >> 6) == cls - 1
+    return ((code & CODE_P_MASK) >= level) & own
 
 
 def find_class_runs(classes: np.ndarray, cls: int, rows: tuple[int, int],
@@ -222,10 +227,13 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
                 for gc, i, gl in gaps:
                     if gc >= best:
                         break
-                    d = _gap(s[i], e[i], sj, ej, period)
+                    if period:
+                        d = _gap(s[i], e[i], sj, ej, period)
+                    else:
+                        d = sj - e[i] if sj > e[i] else (s[i] - ej if s[i] > ej else 0)
                     allow = slack + drift * gl
                     t = jc * (d - allow) if d > allow else 0.0
-                    c = gc + min(tele, t)
+                    c = gc + (tele if t > tele else t)
                     if c < best:
                         best, bk = c, i
                 cost[j], back[j] = best + em[j], bk
