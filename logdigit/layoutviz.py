@@ -126,11 +126,14 @@ def inspect_picture(grey: np.ndarray, lay: Layout, title: str = "") -> np.ndarra
         y = int((r - d0) * dsc)
         cv2.line(right, (0, y), (18, y), _MAJOR_COLOUR, 2)
     off = float(lay.drift_at([(d0 + d1) / 2])[0])
+    rr = np.arange(d0, d1, 8, dtype=np.float64)
+    dd = lay.drift_at(rr)  # the borders as they run, row by row (paper drift)
     for i, (a, b) in enumerate(lay.tracks):
         col = _TRACK_COLOURS[i % len(_TRACK_COLOURS)]
-        for x in (a + off, b - 1 + off):
-            cv2.line(right, (int(x * dsc), 0), (int(x * dsc), right.shape[0] - 1), col, 1)
-        _label(right, f"T{i + 1}", (int((a + b) / 2 * dsc) - 10, 40), col, 0.8, 2)
+        for x in (a, b - 1):
+            pts = np.stack([(x + dd) * dsc, (rr - d0) * dsc], 1).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(right, [pts], False, col, 1)
+        _label(right, f"T{i + 1}", (int((a + b) / 2 * dsc + off * dsc) - 10, 40), col, 0.8, 2)
     if lay.depth_track:
         a, b = lay.depth_track
         _label(right, "D", (int((a + b) / 2 * dsc) - 8, 40), _DEPTH_COLOUR, 0.8, 2)
