@@ -509,24 +509,20 @@ class Segmenter:
                     chunk = tiles[k:k + per]
                     batch = np.stack([xs[:, t.ix0:t.ix1] for t in chunk])[:, None]
                     logits = self.run(np.ascontiguousarray(batch))
-                    if code is None:
-                        cls_b, conf_b = logits_to_classes(logits)
-                        code_b = [None] * len(chunk)
-                    else:
-                        cls_b, conf_b, code_b = logits_to_codes(logits, conf is not None)
-                    if conf_b is None:
-                        conf_b = [None] * len(chunk)
-                    for t, c, q, k in zip(chunk, cls_b, conf_b, code_b):
+                    for n, t in enumerate(chunk):   # post-process the cores only (not halos)
                         y1, x1 = min(t.y1, H), min(t.x1, W)
                         if y1 <= t.y0 or x1 <= t.x0:
                             continue
                         oy, ox = t.y0 - t.iy0, t.x0 - t.ix0
-                        win = (slice(oy, oy + y1 - t.y0), slice(ox, ox + x1 - t.x0))
-                        classes[t.y0:y1, t.x0:x1] = c[win]
-                        if q is not None:
-                            conf[t.y0:y1, t.x0:x1] = q[win]
-                        if k is not None:
-                            code[t.y0:y1, t.x0:x1] = k[win]
+                        lg = logits[n:n + 1, :, oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
+                        if code is None:
+                            c, q = logits_to_classes(lg)
+                        else:
+                            c, q, k = logits_to_codes(lg, conf is not None)
+                            code[t.y0:y1, t.x0:x1] = k[0]
+                        classes[t.y0:y1, t.x0:x1] = c[0]
+                        if conf is not None:
+                            conf[t.y0:y1, t.x0:x1] = q[0]
             if progress is not None:
                 progress(max(0, min(band[0].y1, H) - band[0].y0))
         return classes, conf
