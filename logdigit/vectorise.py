@@ -21,6 +21,11 @@ For a curve with backup traces (``wrap``) distances are measured around the trac
 > 1. Several curves of one style in a track are read one after another, each on the
 candidates the earlier ones did not take (crossing rows become short gaps).
 
+With the segmenter's curve code (calibrated tracks, :func:`trace_track`) the candidates
+are the runs of likely-curve pixels of any style, and a run of another style costs
+``style_cost`` per row; stretches after long drop-outs of wrapped curves are re-levelled
+(:func:`relevel_segments`); on drifting paper (``shift``) rows are straightened first.
+
 The sub-pixel centre of a run ``[s, e)`` is ``(s + e - 1) / 2`` in pixel-index
 coordinates (pixel ``c`` is centred on ``c``). Gaps up to ``max_gap_px`` rows are
 bridged linearly; longer gaps stay NaN (NULL in the output).
