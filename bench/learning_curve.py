@@ -5,7 +5,8 @@ checkpoint continues that run's step count).
     python bench/learning_curve.py runs/cpu/metrics.jsonl runs/cpu2/metrics.jsonl:2000 \
         --out bench/results/learning_curve_cpu
 
-Each positional argument is ``metrics.jsonl[:step_offset]``. Writes ``<out>.json`` (the val
+Each positional argument is ``metrics.jsonl[:step_offset]``; points of a run past the step
+where the next run starts from it are left out. Writes ``<out>.json`` (the val
 points) and ``<out>.png`` (the chart).
 """
 
@@ -85,13 +86,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench/results/learning_curve_cpu"))
     ap.add_argument("--title", default="cpu config, validation tiles scored during training")
     a = ap.parse_args(argv)
-    points, starts = [], []
+    runs, starts = [], []
     for spec in a.logs:
         pts = read_points(spec)
         if not pts:
             raise SystemExit(f"{spec.partition(':')[0]}: no val records with mean_curve_iou")
         starts.append(int(spec.partition(":")[2] or 0))
-        points += pts
+        runs.append(pts)
+    points = []
+    for i, pts in enumerate(runs):  # a run's later points are superseded where the next run starts
+        end = starts[i + 1] if i + 1 < len(runs) and starts[i + 1] > 0 else None
+        points += [p for p in pts if end is None or p["step"] <= end]
     points.sort(key=lambda p: p["step"])
     out = Path(a.out)
     draw(points, [s for s in starts if s > 0], a.title, out.with_suffix(".png"))
