@@ -493,38 +493,59 @@ class Segmenter:
             if a is not None and a.shape != (H, W):
                 raise ValueError(f"out and code arrays must be {(H, W)}, got {a.shape}")
         norm = self.info.input_norm
-        for band in bands:
-            iy0, iy1 = band[0].iy0, band[0].iy1
-            strip = np.full((iy1 - iy0, pw), PAD_VALUE, np.uint8)
-            ry1 = min(iy1, H)
-            strip[: ry1 - iy0, :W] = grey[iy0:ry1]
-            xs = normalise(strip, norm)
-            # group tiles of equal window shape into batches
-            groups: dict[tuple[int, int], list[Tile]] = {}
-            for t in band:
-                groups.setdefault((t.iy1 - t.iy0, t.ix1 - t.ix0), []).append(t)
-            for (wh, ww), tiles in groups.items():
-                per = max(1, BATCH_PIXELS // (wh * ww))
-                for k in range(0, len(tiles), per):
-                    chunk = tiles[k:k + per]
-                    batch = np.stack([xs[:, t.ix0:t.ix1] for t in chunk])[:, None]
-                    logits = self.run(np.ascontiguousarray(batch))
-                    for n, t in enumerate(chunk):   # post-process the cores only (not halos)
-                        y1, x1 = min(t.y1, H), min(t.x1, W)
-                        if y1 <= t.y0 or x1 <= t.x0:
-                            continue
-                        oy, ox = t.y0 - t.iy0, t.x0 - t.ix0
-                        lg = logits[n:n + 1, :, oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
-                        if code is None:
-                            c, q = logits_to_classes(lg)
-                        else:
-                            c, q, k = logits_to_codes(lg, conf is not None)
-                            code[t.y0:y1, t.x0:x1] = k[0]
-                        classes[t.y0:y1, t.x0:x1] = c[0]
-                        if conf is not None:
-                            conf[t.y0:y1, t.x0:x1] = q[0]
-            if progress is not None:
-                progress(max(0, min(band[0].y1, H) - band[0].y0))
+
+        def work():
+            """(tiles, input batch, rows finished after it or None), band by band."""
+            for band in bands:
+                iy0, iy1 = band[0].iy0, band[0].iy1
+                strip = np.full((iy1 - iy0, pw), PAD_VALUE, np.uint8)
+                ry1 = min(iy1, H)
+                strip[: ry1 - iy0, :W] = grey[iy0:ry1]
+                xs = normalise(strip, norm)
+                # group tiles of equal window shape into batches
+                groups: dict[tuple[int, int], list[Tile]] = {}
+                for t in band:
+                    groups.setdefault((t.iy1 - t.iy0, t.ix1 - t.ix0), []).append(t)
+                chunks = [tiles[k:k + per] for (wh, ww), tiles in groups.items()
+                          for per in [max(1, BATCH_PIXELS // (wh * ww))]
+                          for k in range(0, len(tiles), per)]
+                for i, chunk in enumerate(chunks):  # batches made one at a time (memory)
+                    batch = np.ascontiguousarray(np.stack([xs[:, t.ix0:t.ix1] for t in chunk])[:, None])
+                    done = max(0, min(band[0].y1, H) - band[0].y0) if i == len(chunks) - 1 else None
+                    yield chunk, batch, done
+
+        def post(chunk: list[Tile], logits: np.ndarray) -> None:
+            for n, t in enumerate(chunk):   # post-process the cores only (not halos)
+                y1, x1 = min(t.y1, H), min(t.x1, W)
+                if y1 <= t.y0 or x1 <= t.x0:
+                    continue
+                oy, ox = t.y0 - t.iy0, t.x0 - t.ix0
+                lg = logits[n:n + 1, :, oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
+                if code is None:
+                    c, q = logits_to_classes(lg)
+                else:
+                    c, q, k = logits_to_codes(lg, conf is not None)
+                    code[t.y0:y1, t.x0:x1] = k[0]
+                classes[t.y0:y1, t.x0:x1] = c[0]
+                if conf is not None:
+                    conf[t.y0:y1, t.x0:x1] = q[0]
+
+        # the next batch runs in onnxruntime (which releases the GIL) while this one is
+        # post-processed in numpy: one batch of logits more in memory, not a serial tail
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = work()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="logdigit-onnx") as ex:
+            nxt = next(jobs, None)
+            fut = ex.submit(self.run, nxt[1]) if nxt is not None else None
+            while fut is not None:
+                cur, logits = nxt, fut.result()
+                nxt = next(jobs, None)
+                fut = ex.submit(self.run, nxt[1]) if nxt is not None else None
+                post(cur[0], logits)
+                del logits
+                if cur[2] is not None and progress is not None:
+                    progress(cur[2])
         return classes, conf
 
     def predict_whole(self, grey: np.ndarray, with_code: bool = False) -> tuple[np.ndarray, ...]:
