@@ -72,6 +72,30 @@ def test_logits_to_codes_known():
     np.testing.assert_array_equal(conf, logits_to_classes_ref(logits))
 
 
+
+@pytest.mark.parametrize("C", [2, 5])
+def test_logits_to_codes_equals_argmax_reference(C):
+    """The channel-by-channel code equals the plain argmax / top-2 computation, ties
+    (to the lower class id) included."""
+    from logdigit.segment import CODE_P_LEVELS, logits_to_codes
+    rng = np.random.default_rng(C)
+    logits = rng.integers(-3, 4, size=(2, C, 17, 19)).astype(np.float32)  # many ties
+    cls, conf, code = logits_to_codes(logits)
+    ref_cls, ref_conf = segment.logits_to_classes(logits)
+    np.testing.assert_array_equal(cls, ref_cls)
+    np.testing.assert_array_equal(conf, ref_conf)
+    ex = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p_curve = 1.0 - ex[:, 0] / ex.sum(axis=1)
+    np.testing.assert_array_equal(code & 15, np.rint(p_curve * CODE_P_LEVELS).astype(np.uint8))
+    if C == 5:
+        cur = logits[:, 1:].copy()
+        b1 = np.argmax(cur, axis=1)
+        np.put_along_axis(cur, b1[:, None], -np.inf, axis=1)
+        np.testing.assert_array_equal((code >> 4) & 3, b1)
+        np.testing.assert_array_equal(code >> 6, np.argmax(cur, axis=1))
+    else:
+        assert not (code >> 4).any()
+
 def logits_to_classes_ref(logits):
     return segment.logits_to_classes(logits)[1]
 
