@@ -11,6 +11,7 @@ CE+Dice are what ``bench/loss_comparison.py``'s equal-time table should be read 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         model = model.to(memory_format=torch.channels_last)
     x = batch["image"].contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch["image"]
     kinds = a.kinds.split(",")
-    fns = {k: build_loss(dataclass_replace(cfg.loss, kind=k), ncls) for k in kinds}
+    fns = {k: build_loss(dataclasses.replace(cfg.loss, kind=k), ncls) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     dev = torch.device("cpu")
     for r in range(a.rounds + 1):  # round 0 warms up allocator and kernels
@@ -73,12 +74,6 @@ def main(argv=None) -> int:
                    "batch": [cfg.batch_size, 1, cfg.data.size, cfg.data.size], "threads": max(1, cfg.threads),
                    "bf16_cpu": cfg.amp_cpu, "rounds": a.rounds, "rows": rows}, Path(a.results))
     return 0
-
-
-def dataclass_replace(obj, **kw):
-    import dataclasses
-
-    return dataclasses.replace(obj, **kw)
 
 
 if __name__ == "__main__":

@@ -55,27 +55,25 @@ def iter_fresh_items(data: DataConfig, count: int) -> Iterator[dict[str, torch.T
     """``count`` freshly rendered tiles (seed ``data.seed + FRESH_SEED_OFFSET``), one at a
     time: ``{"image": float [1, H, W] pixel/255, "mask": int64 [H, W] class ids}``."""
     seed = data.seed + FRESH_SEED_OFFSET
-    for i in range(count):
-        if data.source == "toy":
-            from training.toydata import render_toy_tile
+    if data.source == "toy":
+        from training.toydata import render_toy_tile
 
-            img, mask = render_toy_tile(seed, i, data.size, data.task)
-        else:
-            from training.synth import render_tile
+        def render(i):
+            return render_toy_tile(seed, i, data.size, data.task)
+    else:
+        from training.synth import render_tile
 
+        def render(i):
             r = render_tile(seed, i, task=data.task, size=data.size)
-            img, mask = (r["image"], r["mask"]) if isinstance(r, dict) else (r[0], r[1])
+            return (r["image"], r["mask"]) if isinstance(r, dict) else (r[0], r[1])
+    for i in range(count):
+        img, mask = render(i)
         img = np.asarray(img)
         if img.ndim == 3:  # colour tile -> grey, the network's input
             img = img.mean(axis=2)
         x = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32)
         yield {"image": torch.from_numpy(np.ascontiguousarray(x))[None],
                "mask": torch.from_numpy(np.asarray(mask).astype(np.int64))}
-
-
-def fresh_items(data: DataConfig, count: int) -> list[dict[str, torch.Tensor]]:
-    """:func:`iter_fresh_items` as a list (in memory)."""
-    return list(iter_fresh_items(data, count))
 
 
 # ----------------------------------------------------------------------------- predictors
