@@ -74,6 +74,15 @@ def score_page(depth, values: dict, page) -> list[dict]:
     return out
 
 
+def curve_cell(r: dict) -> list:
+    """One curve's per-page entry: [style, coverage, median, mean |error| (% width), R^2]."""
+    e = r["err"]
+    return [r["style"], round(r["coverage"], 3),
+            round(float(np.median(e)), 3) if len(e) else None,
+            round(float(np.mean(e)), 3) if len(e) else None,
+            round(r["r2"], 4) if np.isfinite(r["r2"]) else None]
+
+
 def summarise(rows: list[dict]) -> dict:
     """Per style: coverage, error stats (% width), R^2 (median per curve and pooled)."""
     out = {}
@@ -160,9 +169,7 @@ def main(argv=None) -> int:
                     "skew_true": page.meta["skew_deg"], "skew_found": round(L.skew_deg, 4),
                     "px_per_ft": round(page.meta["px_per_ft"], 2), "render_s": round(t_render, 2),
                     "tracker_s": round(t_track, 2),
-                    "tracker": {r["mnemonic"]: [r["style"], round(r["coverage"], 3),
-                                                round(float(np.median(r["err"])), 3)
-                                                if len(r["err"]) else None] for r in st}}
+                    "tracker": {r["mnemonic"]: curve_cell(r) for r in st}}
             if seg is not None:
                 scan = Path(tmp) / f"page{i}.tif"
                 tifffile.imwrite(scan, page.image, compression="zlib")
@@ -176,9 +183,7 @@ def main(argv=None) -> int:
                 vals = {c.mnemonic: np.asarray(las[c.mnemonic], float) for c in las.curves[1:]}
                 sm = score_page(np.asarray(las.index, float), vals, page)
                 rows_m += sm
-                info["model"] = {r["mnemonic"]: [r["style"], round(r["coverage"], 3),
-                                                 round(float(np.median(r["err"])), 3)
-                                                 if len(r["err"]) else None] for r in sm}
+                info["model"] = {r["mnemonic"]: curve_cell(r) for r in sm}
                 info["model_warnings"] = res.warnings
             per_page.append(info)
             print(f"page {i}: {grey.shape[1]}x{grey.shape[0]} skew {page.meta['skew_deg']:+.2f} "
@@ -190,7 +195,8 @@ def main(argv=None) -> int:
         "bench": "convert_accuracy", "seed": args.seed, "pages": args.pages,
         "wall_s": round(time.perf_counter() - t_all, 1),
         "metric_notes": "errors in % of track width on unwrapped positions, over depth "
-                        "samples where the truth has a value; R2 on positions",
+                        "samples where the truth has a value; R2 on positions; per_page "
+                        "curves: [style, coverage, median %, mean %, R2]",
         "tracker_true_masks": summarise(rows_t),
         "model": summarise(rows_m) if rows_m else None,
         "model_used": model_note,

@@ -274,3 +274,17 @@ def test_same_style_told_apart_by_colour():
     q = render_page(1, 2, height=1200, width=1100, colour=True, n_tracks=2, curves_per_track=3)
     for tr in q.calibration.tracks:
         assert len({c.style for c in tr.curves}) == len(tr.curves)
+
+
+def test_wrapped_curves_sit_mostly_on_the_main_trace():
+    """A wrapped curve's median backup level is 0: the level a reader (and the tracker's
+    prior) takes for the main trace."""
+    wrapped = 0
+    for i in range(6):
+        p = render_page(11, i, **SMALL, wraps=True, degrade=False)
+        for c in p.truth.curves:
+            if c.wrap:
+                f = c.frac[np.isfinite(c.frac)]
+                assert np.median(np.floor(f)) == 0, (i, c.mnemonic)
+                wrapped += 1
+    assert wrapped >= 3

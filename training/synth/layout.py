@@ -347,6 +347,8 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             if bool(ov.get("wraps", False)) and wrap:
                 frac = _force_excursion(erng, frac)
             frac = _dropouts(erng, frac, cfg, ov, rpu / (FT_PER_M if metric else 1.0))
+            if wrap:
+                frac = _on_main_trace(frac, (beds.depth_ft >= top_ft) & (beds.depth_ft <= bottom_ft))
             if "line_width" in ov:
                 width = int(ov["line_width"])
             else:
@@ -532,6 +534,17 @@ def _spikes(rng: np.random.Generator, frac: np.ndarray, wrap: bool) -> np.ndarra
         lo, hi = max(0, a - h), min(n, a + h + 1)
         out[lo:hi] += m * (1.0 - np.abs(np.arange(lo, hi) - a) / (h + 1))
     return np.clip(out, -0.95, 1.95) if wrap else np.clip(out, 0.004, 0.996)
+
+
+def _on_main_trace(frac: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """Shift a wrapped curve by whole track widths so that at least half of the part
+    the page shows (bool ``shown``, model grid) lies on the main trace (median backup
+    level 0). The scale is set for the main trace and backup traces carry the
+    excursions; a curve mostly on its backup would be read one track width off by
+    anyone without the header's word for it."""
+    lv = np.floor(frac[shown & np.isfinite(frac)])
+    k = float(np.round(np.median(lv))) if len(lv) else 0.0
+    return np.clip(frac - k, -0.95, 1.95) if k else frac
 
 
 def _force_excursion(rng: np.random.Generator, frac: np.ndarray) -> np.ndarray:
