@@ -131,7 +131,7 @@ def densecl_step(net: DenseCL, batch: dict, cfg: DenseCLConfig, gen: torch.Gener
     """Two augmented views (made on ``device``) of the batch's degraded pages -> DenseCL loss."""
     v1, v2 = ssl.two_views(batch["image"].to(device), cfg.aug, gen)
     w = ssl.dense_weight_at(step, cfg.dense_weight, cfg.dense_warmup_steps)
-    with engine.autocast(device, cfg.optim.amp):
+    with engine.autocast(device, cfg.optim.amp, cfg.optim.amp_cpu):
         out = net(v1, v2, cfg.temperature, w)
     return StepResult(out["loss"], {"loss_global": float(out["loss_global"]),
                                     "loss_dense": float(out["loss_dense"]), "dense_weight": w})

@@ -46,7 +46,8 @@ class OptimConfig:
     """AdamW, linear warm-up then cosine decay to ``min_lr_ratio * lr`` over ``steps``.
 
     batch_size is per process; max_nonfinite: consecutive non-finite losses (each
-    skipped) before the run stops; amp: bf16 autocast on CUDA.
+    skipped) before the run stops; amp: bf16 autocast on CUDA; amp_cpu: bf16 autocast on
+    the CPU (about 1.5x faster steps on CPUs with AVX512-BF16/AMX; losses stay fp32).
     """
 
     steps: int = 2000
@@ -58,6 +59,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     max_nonfinite: int = 20
     amp: bool = True
+    amp_cpu: bool = False
 
 
 @dataclass

@@ -82,7 +82,7 @@ def inpaint_step(model, batch: dict, cfg: InpaintConfig, device: torch.device) -
     curve = (batch["instance"] > 0).unsqueeze(1).to(device)
     masked = ssl.apply_mask(batch["image"].to(device), hidden)
     clean = batch["clean"].to(device)
-    with engine.autocast(device, cfg.optim.amp):
+    with engine.autocast(device, cfg.optim.amp, cfg.optim.amp_cpu):
         logits = model(masked)
     pred = torch.sigmoid(logits.float())
     loss = ssl.inpaint_loss(pred, clean, hidden, curve, cfg.curve_weight)
