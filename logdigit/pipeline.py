@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -430,13 +430,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         if shift is not None and not np.any(np.abs(shift[top:bottom]) >= 0.5):
             shift = None
         if tp.curves is None:   # uncalibrated: every style present
-            cls_list = [1] if binary else sorted(CLASS_TO_STYLE)
-            for cid in cls_list:
-                tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence,
-                                  rows=plan.rows, shift=shift, line_rows=line_rows,
-                                  code=code)[0]   # argmax pixels; code: confidence only
-                if tr is None or np.isfinite(tr.frac[top:bottom]).mean() < MIN_UNCALIBRATED_COVERAGE:
-                    continue
+            for cid, tr in _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg,
+                                                confidence, shift, line_rows):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
                 curves_out.append((name, "FRAC", f"track {tp.index + 1} "
                                    f"{'curve' if binary else CLASS_TO_STYLE[cid]}, fraction of "
@@ -539,6 +534,75 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             warnings.append(f"{col.mnemonic}: read on only {100 * col.coverage:.0f}% of the "
                             "depth samples")
     return Digitised(table, qc, plan, warnings)
+
+
+def _read_share(tr, rows: tuple[int, int]) -> float:
+    return float(np.isfinite(tr.frac[rows[0]:rows[1]]).mean()) if tr is not None else 0.0
+
+
+def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], binary: bool,
+                         cfg: TrackerConfig, confidence, shift, line_rows) -> list[tuple[int, Any]]:
+    """(class id, CurveTrace) of the curves of a track read without a calibration.
+
+    A style counts as present when its argmax pixels alone carry a curve over
+    ``MIN_UNCALIBRATED_COVERAGE`` of the rows. With the curve code, present styles whose
+    argmax traces run within ``cfg.same_curve_share`` of the track width of each other
+    on the rows both are read (:func:`same_curve_groups`) are taken for ONE curve that
+    the network labelled several ways along its length (noisy paper); the track is then
+    read jointly (:func:`trace_track`), each curve over the pixels of all its styles, and
+    named by its style with most evidence. Apart, the styles stay separate curves.
+    """
+    present = []
+    for cid in ([1] if binary else sorted(CLASS_TO_STYLE)):
+        tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence, rows=rows,
+                          shift=shift, line_rows=line_rows, code=code)[0]
+        if _read_share(tr, rows) >= MIN_UNCALIBRATED_COVERAGE:
+            present.append((cid, tr))
+    if code is None or binary or not cfg.joint_styles or len(present) < 2:
+        return present
+    groups = same_curve_groups([tr for _, tr in present], cfg.same_curve_share)
+    if all(len(g) == 1 for g in groups):
+        return present
+    curves = [(tuple(present[i][0] for i in g), False) for g in groups]
+    got = trace_track(code, curves, tp.xl, tp.xr, cfg, rows=rows, confidence=confidence,
+                      shift=shift, line_rows=line_rows)
+    out = []
+    for g, tr in zip(groups, got):
+        if _read_share(tr, rows) >= MIN_UNCALIBRATED_COVERAGE:
+            main = max(g, key=lambda i: int(present[i][1].observed.sum()))
+            out.append((present[main][0], tr))
+    return out
+
+
+#: uncalibrated: styles are one curve only when read together on this many rows
+MIN_SHARED_ROWS = 20
+
+
+def same_curve_groups(traces: list, tol: float) -> list[list[int]]:
+    """Indices of ``traces`` (CurveTrace, one per style) grouped into curves: two styles
+    are one curve when, on the rows both are observed (at least ``MIN_SHARED_ROWS``),
+    their positions differ by at most ``tol`` (share of the track width) at the median;
+    groups are the unions of such pairs."""
+    n = len(traces)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = traces[i], traces[j]
+            both = a.observed & b.observed
+            if int(both.sum()) < MIN_SHARED_ROWS:
+                continue
+            if float(np.median(np.abs(a.frac[both] - b.frac[both]))) <= tol:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values())
 
 
 def _values(frac: np.ndarray, c: CurveCalibration) -> np.ndarray:

@@ -71,6 +71,7 @@ class TrackerConfig:
     curve_p_min: float = 0.35     #: least P(curve) of a pixel read
     joint_styles: bool = True     #: a track's curves read jointly over all curve pixels
     style_cost: float = 3.5       #: per row on a run none of whose pixels has the curve's style
+    same_curve_share: float = 0.05  #: uncalibrated: styles read this near (share of the track) are one curve
     code_miss_busy_cost: float = 5.0   #: miss_busy_cost there (other curves' pixels abound)
     code_teleport_cost: float = 20.0   #: teleport_cost there (jumps to other curves dearer)
 
@@ -708,8 +709,9 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     ----------
     code : uint8 [H, W]
         Curve code (:func:`logdigit.segment.logits_to_codes`) of the deskewed scan.
-    curves : list of (class id, wrap)
-        The track's curves in output order.
+    curves : list of (class id or tuple of class ids, wrap)
+        The track's curves in output order; a tuple: a curve drawn in any of these
+        styles (an uncalibrated curve the network labels several ways).
     xl, xr, cfg, rows, confidence, shift, line_rows
         As in :func:`trace_curves`.
 
@@ -721,7 +723,8 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     cfg.miss_busy_cost, cfg.teleport_cost = cfg.code_miss_busy_cost, cfg.code_teleport_cost
     fr = _frame(code.shape, xl, xr, rows, shift)
     width = float(xr - xl)
-    styles = sorted({c for c, _ in curves})
+    own_ids = [tuple(c) if isinstance(c, (tuple, list)) else (int(c),) for c, _ in curves]
+    styles = sorted({c for ids in own_ids for c in ids})
     conf_src = _conf_source(confidence, code)
     found, share = find_curve_runs(code, (fr.top, fr.bottom), (fr.w0, fr.w1), cfg.curve_p_min,
                                    styles, cfg.merge_px, cfg.merge_broken_px)
@@ -731,11 +734,12 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     runs, share = runs.subset(keep), share[kept][keep]
     size = (runs.ends - runs.starts)[:, None]
     evidence = (share * size).sum(0)
-    order = sorted(range(len(curves)), key=lambda k: -evidence[styles.index(curves[k][0])])
+    cols = [[styles.index(c) for c in ids] for ids in own_ids]
+    order = sorted(range(len(curves)), key=lambda k: -float(evidence[cols[k]].sum()))
     out: list[CurveTrace | None] = [None] * len(curves)
     for k in order:
-        cls, wrap = curves[k]
-        own = share[:, styles.index(cls)]
+        wrap = curves[k][1]
+        own = share[:, cols[k]].sum(1)
         busy = np.zeros(runs.n_rows, bool)
         busy[runs.rows[own >= 0.5]] = True
         x, used = _follow(runs, cfg, wrap, width, cfg.style_cost * (1.0 - own), busy)

@@ -487,3 +487,83 @@ def test_ambiguous_backup_level_warned():
     assert any("backup trace on" in m for m in digitise(high, cal(True), lay).warnings)
     low = _wrapped_mask(0.5 + 0.55 * np.sin(r / 100.0), w)    # off the track ~27 %
     assert not any("backup trace on" in m for m in digitise(low, cal(True), lay).warnings)
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_uncalibrated_curve_with_changing_style_read_once(joint):
+    """Uncalibrated read of a track with two curves: one wide, noisy trace that the
+    network labels with two styles at once (left and right edge), the pair changing
+    every 250 rows (solid+dashed, dashed+dotted, dotted+solid), and one labelled dash-dot
+    all along. Read jointly, the styles running together make ONE curve over the whole
+    log; read style by style the first falls apart into a fragment per style."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 1500, 300
+    r = np.arange(h)
+    xa = 90 + 40 * np.sin(r / 90.0)
+    xb = 220 + 30 * np.sin(r / 70.0 + 1)
+    solid, dashed, dotted, dashdot = (STYLE_TO_CLASS[s]
+                                      for s in ("solid", "dashed", "dotted", "dashdot"))
+    pairs = np.array([(solid, dashed), (dashed, dotted), (dotted, solid)])[(r // 250) % 3]
+    cols = np.arange(w)[None, :]
+    on_a = _draw(h, w, xa, width=5) > 0
+    left = cols < xa[:, None]
+    best_a = np.where(left, pairs[:, :1], pairs[:, 1:])
+    second_a = np.where(left, pairs[:, 1:], pairs[:, :1])
+    on_b = _draw(h, w, xb) > 0
+    code = np.zeros((h, w), np.uint8)
+    classes = np.zeros((h, w), np.uint8)
+    for on, best, second in ((on_a, best_a, second_a),
+                             (on_b, np.full((h, 1), dashdot), np.full((h, 1), solid))):
+        byte = (15 | ((best - 1) << 4) | ((second - 1) << 6)).astype(np.uint8)
+        code = np.where(on, byte, code)
+        classes = np.where(on, best.astype(np.uint8), classes)
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h)
+    dig = digitise(classes, None, L, code=code, tracker=TrackerConfig(joint_styles=joint))
+    got = {c.mnemonic: c.values for c in dig.table.curves}
+    near_a = [m for m, v in got.items()
+              if np.nanmedian(np.abs(v * w - np.interp(dig.table.depth, r, xa))) < 5]
+    if joint:
+        assert len(got) == 2 and len(near_a) == 1, sorted(got)
+        assert np.isfinite(got[near_a[0]]).mean() > 0.95
+        assert np.nanmedian(np.abs(got["T1_DASHDOT"] * w - np.interp(dig.table.depth, r, xb))) < 2
+    else:
+        assert len(near_a) >= 2, sorted(got)
+
+
+def test_uncalibrated_joint_read_keeps_crossing_curves_apart():
+    """Two curves, solid and dashed, crossing each other every few hundred rows, each
+    labelled with its own style: the joint uncalibrated read must not let the first
+    curve wander onto the second (the cheaper style cost is for a curve's own line)."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 1500, 300
+    r = np.arange(h)
+    xa = 150 + 90 * np.sin(r / 60.0)
+    xb = 150 + 90 * np.sin(r / 60.0 + 2.0)
+    solid, dashed = STYLE_TO_CLASS["solid"], STYLE_TO_CLASS["dashed"]
+    code = np.zeros((h, w), np.uint8)
+    classes = np.zeros((h, w), np.uint8)
+    gaps = (r % 24) < 8                                 # the dashed curve's gaps
+    for x, own, other, drop in ((xa, solid, dashed, None), (xb, dashed, solid, gaps)):
+        on = _draw(h, w, x) > 0
+        if drop is not None:
+            on[drop] = False
+        byte = np.uint8(15 | ((own - 1) << 4) | ((other - 1) << 6))
+        code = np.where(on, byte, code)
+        classes = np.where(on, np.uint8(own), classes)
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h)
+    dig = digitise(classes, None, L, code=code)
+    got = {c.mnemonic: c.values for c in dig.table.curves}
+    assert sorted(got) == ["T1_DASHED", "T1_SOLID"]
+    for name, x in (("T1_SOLID", xa), ("T1_DASHED", xb)):
+        v = got[name] * w
+        truth = np.interp(dig.table.depth, r, x)
+        far = np.abs(xa - xb)[dig.table.depth.astype(int)] > 12   # away from crossings
+        off = np.abs(v - truth) > 6
+        assert np.mean(off[far & np.isfinite(v)]) < 0.02, name
+        assert np.isfinite(v).mean() > 0.9, name
