@@ -31,6 +31,7 @@ from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
 from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
+from .segment import CODE_P_LEVELS, CODE_P_MASK
 from .vectorise import (TrackerConfig, depth_grid, resample_rows, style_mask, trace_curves,
                         trace_track, track_window)
 
@@ -291,6 +292,68 @@ def periodic_lines(lines: np.ndarray, tol: float = 1.5) -> np.ndarray:
         near = np.minimum(np.abs(lines[j] - want), np.abs(lines[j - 1] - want))
         ok |= near <= tol
     return lines[ok]
+
+
+#: vertical grid lines: cleared when their band (detected width + this on each side) ...
+VLINE_PAD = 2
+#: ... holds the only curve pixels of the row within this many px outside it
+VLINE_CLEAR_PX = 2
+#: only lines present on at least this share of the rows are cleared
+VLINE_MIN_PRESENCE = 0.6
+
+
+def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
+                         tracks: list[TrackPlan], rows: tuple[int, int],
+                         p_min: float = 0.35) -> int:
+    """Remove vertical grid lines that the network took for curve, IN PLACE.
+
+    For each vertical line the layout found inside a track (``layout.lines``, present
+    on at least ``VLINE_MIN_PRESENCE`` of the rows; following the paper's drift), the
+    line's band (width + ``VLINE_PAD`` each side) is set to background on every row
+    where no curve pixel lies within ``VLINE_CLEAR_PX`` outside the band: there the
+    only "curve" is the line itself. A curve crossing the line or running along it
+    keeps its pixels (they reach past the band). Without this, heavy division lines on
+    paper scans pull the tracker into vertical staircases.
+
+    classes : uint8 [H, W] class ids (deskewed); code : uint8 [H, W] curve code or None
+    (its P(curve) is zeroed on the cleared pixels, and it is what counts as a curve
+    pixel when given: P >= ``p_min``). Returns the number of line bands cleared.
+    """
+    H, W = classes.shape
+    top, bottom = rows
+    if bottom <= top:
+        return 0
+    r = np.arange(top, bottom)
+    drift = np.rint(layout.drift_at(r)).astype(np.int64) if getattr(layout, "drift", None) \
+        else np.zeros(len(r), np.int64)
+    p_lvl = int(np.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    n = 0
+    for ln in getattr(layout, "lines", []) or []:
+        if float(ln.get("presence", 0.0)) < VLINE_MIN_PRESENCE:
+            continue
+        x = float(ln["x"])
+        if not any(tp.xl + VLINE_PAD + 1 < x < tp.xr - VLINE_PAD - 1 for tp in tracks):
+            continue  # track borders are handled by the track windows
+        b0 = int(ln["x0"]) - VLINE_PAD
+        b1 = int(ln["x1"]) + VLINE_PAD          # band [b0, b1) at row_ref
+        lo, hi = b0 - VLINE_CLEAR_PX, b1 + VLINE_CLEAR_PX
+        c = np.arange(lo, hi)[None, :] + drift[:, None]
+        if c.min() < 0 or c.max() >= W:
+            continue
+        rr = r[:, None]
+        curve = (classes[rr, c] > 0) if code is None else ((code[rr, c] & CODE_P_MASK) >= p_lvl)
+        k = b0 - lo
+        outside = curve[:, :k].any(1) | curve[:, k + (b1 - b0):].any(1)
+        clear = ~outside & curve[:, k:k + (b1 - b0)].any(1)
+        if not clear.any():
+            continue
+        cr = rr[clear]
+        cb = c[clear][:, k:k + (b1 - b0)]
+        classes[cr, cb] = 0
+        if code is not None:
+            code[cr, cb] &= np.uint8(0xFF ^ CODE_P_MASK)
+        n += 1
+    return n
 
 
 def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[DepthCalibration, str]:
@@ -742,6 +805,8 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     finally:
         bar.close()
     lap("segment")
+    clear_vertical_lines(classes, code, layout, plan.tracks, plan.rows,
+                         (tracker or TrackerConfig()).curve_p_min)
     dig = digitise(classes, cal, layout, rgb=rgb, step=step, binary=seg.binary,
                    tracker=tracker, plan=plan, grey=grey, code=code)
     del classes, code

@@ -567,3 +567,44 @@ def test_uncalibrated_joint_read_keeps_crossing_curves_apart():
         off = np.abs(v - truth) > 6
         assert np.mean(off[far & np.isfinite(v)]) < 0.02, name
         assert np.isfinite(v).mean() > 0.9, name
+
+
+def test_vertical_grid_line_taken_for_curve_is_cleared():
+    """A heavy (7 px) division line the network labelled solid, beside a curve that
+    fades out for stretches: the tracker alone runs down the line in the fades
+    (staircases). Cleared where it stands alone, the line is gone; the curve keeps its
+    pixels (but for a few rows per steep crossing within the band) and the fades are
+    gaps, not line."""
+    from logdigit.layout import Layout
+    from logdigit.pipeline import TrackPlan, clear_vertical_lines, digitise
+
+    h, w = 1200, 300
+    r = np.arange(h)
+    x = 150 + 100 * np.sin(r / 70.0)
+    curve = _draw(h, w, x) > 0
+    curve[(r // 100) % 3 == 1] = False             # faded stretches
+    classes = curve.astype(np.uint8)
+    classes[:, 100:107] = 1                        # the line, labelled solid
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h,
+               lines=[{"x": 103.0, "x0": 100, "x1": 107, "width": 7.0, "presence": 0.5}])
+    plan = [TrackPlan(0, 0.0, float(w), None)]
+    off_line = np.abs(x - 103) > 15
+
+    def on_line_share(cls):
+        got = digitise(cls, None, L).table.curves[0].values * w
+        return float(np.mean((np.abs(got - 103) < 5) & off_line))
+
+    assert on_line_share(classes.copy()) > 0.1     # the staircase
+    before = classes.copy()
+    assert clear_vertical_lines(classes.copy(), None, L, plan, (0, h)) == 0   # 50 %: kept
+    L.lines[0]["presence"] = 0.99
+    assert clear_vertical_lines(classes, None, L, plan, (0, h)) == 1
+    band = np.zeros((h, w), bool)
+    band[:, 98:109] = True
+    assert np.all(classes[curve & ~band] == 1)    # no curve pixel lost off the line ...
+    lost_rows = np.flatnonzero((curve & band & (classes == 0)).any(1))
+    crossings = int(np.sum(np.diff(np.sign(x - 103)) != 0))
+    assert len(lost_rows) <= 8 * crossings        # ... and on it a few rows per crossing
+    line_left = (classes[:, 100:107] > 0) & ~curve[:, 100:107]
+    assert line_left.sum() < 0.05 * ((before[:, 100:107] > 0) & ~curve[:, 100:107]).sum()
+    assert on_line_share(classes) < 0.01
