@@ -222,6 +222,25 @@ def test_narrow_edge_track_with_tick_grid():
     _assert_tracks(lay, s.tracks)
 
 
+def test_fifteen_division_track_is_one_track():
+    """The vertical lines of 4702900080_gr_d's bulk-density track (x, weight as the
+    layout measured them): 15 equal divisions, a faint left border and a heavy 5th
+    line. One track, not a 10-division track beside a 5-division one."""
+    from logdigit.layout import _partition
+
+    xs = [1246, 1296, 1347, 1396, 1446, 1496, 1547, 1597, 1647, 1697, 1747, 1797, 1847,
+          1897, 1947, 1997]
+    wts = [0.9, 1.19, 1.35, 1.51, 1.72, 3.46, 1.76, 1.66, 1.61, 1.7, 1.65, 1.56, 1.79,
+           1.88, 1.99, 2.94]
+    lines = [{"x": float(x), "width": 2.0, "weight": w} for x, w in zip(xs, wts)]
+    assert _partition(lines, 2016) == [(0, len(xs) - 1)]
+    # two standard 10-division tracks sharing a heavy border stay two
+    xs2 = [100 + 25 * i for i in range(21)]
+    wts2 = [3.0 if i in (0, 10, 20) else 1.0 for i in range(21)]
+    lines2 = [{"x": float(x), "width": 2.0, "weight": w} for x, w in zip(xs2, wts2)]
+    assert _partition(lines2, 1000) == [(0, 10), (10, 20)]
+
+
 def test_bent_borders_are_followed():
     """Paper that slides sideways fast (3 px per 64 rows, 2.7 deg of local slant),
     turns back and jumps 7 px at a join: every track found, the drift reported
