@@ -304,7 +304,7 @@ VLINE_MIN_PRESENCE = 0.6
 
 def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
                          tracks: list[TrackPlan], rows: tuple[int, int],
-                         p_min: float = 0.35) -> int:
+                         p_min: float = 0.35, grey: np.ndarray | None = None) -> int:
     """Remove vertical grid lines that the network took for curve, IN PLACE.
 
     For each vertical line the layout found inside a track (``layout.lines``, present
@@ -314,6 +314,10 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
     only "curve" is the line itself. A curve crossing the line or running along it
     keeps its pixels (they reach past the band). Without this, heavy division lines on
     paper scans pull the tracker into vertical staircases.
+
+    With the deskewed scan ``grey`` (uint8 [H, W]), a row is cleared only when its ink in
+    the band is no wider than the line itself (+1 px): a curve running along the line,
+    or crossing it inside the band, adds ink there and keeps its pixels.
 
     classes : uint8 [H, W] class ids (deskewed); code : uint8 [H, W] curve code or None
     (its P(curve) is zeroed on the cleared pixels, and it is what counts as a curve
@@ -327,6 +331,7 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
     drift = np.rint(layout.drift_at(r)).astype(np.int64) if getattr(layout, "drift", None) \
         else np.zeros(len(r), np.int64)
     p_lvl = int(np.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    threshold = int(getattr(layout, "threshold", 128))
     n = 0
     for ln in getattr(layout, "lines", []) or []:
         if float(ln.get("presence", 0.0)) < VLINE_MIN_PRESENCE:
@@ -345,6 +350,9 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
         k = b0 - lo
         outside = curve[:, :k].any(1) | curve[:, k + (b1 - b0):].any(1)
         clear = ~outside & curve[:, k:k + (b1 - b0)].any(1)
+        if grey is not None:   # nothing inked in the band but the line
+            ink = (grey[rr, c[:, k:k + (b1 - b0)]] < threshold).sum(1)
+            clear &= ink <= int(ln["x1"]) - int(ln["x0"]) + 1
         if not clear.any():
             continue
         cr = rr[clear]
@@ -806,7 +814,7 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
         bar.close()
     lap("segment")
     clear_vertical_lines(classes, code, layout, plan.tracks, plan.rows,
-                         (tracker or TrackerConfig()).curve_p_min)
+                         (tracker or TrackerConfig()).curve_p_min, grey=grey)
     dig = digitise(classes, cal, layout, rgb=rgb, step=step, binary=seg.binary,
                    tracker=tracker, plan=plan, grey=grey, code=code)
     del classes, code

@@ -608,3 +608,27 @@ def test_vertical_grid_line_taken_for_curve_is_cleared():
     line_left = (classes[:, 100:107] > 0) & ~curve[:, 100:107]
     assert line_left.sum() < 0.05 * ((before[:, 100:107] > 0) & ~curve[:, 100:107]).sum()
     assert on_line_share(classes) < 0.01
+
+
+def test_curve_running_along_a_line_is_kept_with_the_scan():
+    """A curve that runs down beside a division line for 100 rows, inside the line's
+    band: from the masks alone it is indistinguishable from the line taken for curve;
+    with the scan, its ink widens the band's ink beyond the line's, and it stays."""
+    from logdigit.layout import Layout
+    from logdigit.pipeline import TrackPlan, clear_vertical_lines
+
+    h, w = 800, 300
+    classes = np.zeros((h, w), np.uint8)
+    classes[:, 100:107] = 1                       # the line, labelled solid
+    classes[300:400, 107:109] = 1                 # the curve beside it
+    grey = np.full((h, w), 255, np.uint8)
+    grey[classes > 0] = 0
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h, threshold=128,
+               lines=[{"x": 103.0, "x0": 100, "x1": 107, "width": 7.0, "presence": 0.99}])
+    plan = [TrackPlan(0, 0.0, float(w), None)]
+    alone, scan = classes.copy(), classes.copy()
+    clear_vertical_lines(alone, None, L, plan, (0, h))
+    clear_vertical_lines(scan, None, L, plan, (0, h), grey=grey)
+    assert not alone[300:400, 107:109].any()      # masks alone: the curve goes with the line
+    assert scan[300:400, 107:109].all()           # with the scan it stays ...
+    assert not scan[:300, 100:107].any() and not scan[400:, 100:107].any()   # the line goes
