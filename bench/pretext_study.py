@@ -304,16 +304,20 @@ def aggregate(runs: list[dict]) -> dict[tuple, dict]:
 
 
 def plan(grid: Grid, seeds: tuple[int, ...] = (0,),
-         fractions: tuple[float, ...] | None = None) -> list[tuple[str, int | None, float, int]]:
+         fractions: tuple[float, ...] | None = None, inits: tuple[str, ...] | None = None,
+         budgets: tuple[int, ...] | None = None) -> list[tuple[str, int | None, float, int]]:
     """Every fine-tuning run: (init, pretraining budget or None, label fraction, seed),
-    the small label budgets of every init first, then 100 %; seed after seed."""
+    the small label budgets of every init first, then 100 %; seed after seed. ``inits``
+    / ``budgets`` keep only those initialisations / pretraining budgets."""
     runs = []
     for seed in seeds:
         for frac in fractions or grid.label_fractions:
-            runs.append(("random", None, frac, seed))
-            for budget in grid.pretrain_budgets:
+            if inits is None or "random" in inits:
+                runs.append(("random", None, frac, seed))
+            for budget in budgets or grid.pretrain_budgets:
                 for init in INITS[1:]:
-                    runs.append((init, budget, frac, seed))
+                    if inits is None or init in inits:
+                        runs.append((init, budget, frac, seed))
     return runs
 
 
@@ -496,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="fine-tuning seeds, comma-separated (tables average over them)")
     ap.add_argument("--label-fractions", default=None,
                     help="run only these label fractions (e.g. 0.01,0.1); default the grid's")
+    ap.add_argument("--inits", default=None,
+                    help="run only these initialisations, comma-separated (default all)")
+    ap.add_argument("--budgets", default=None,
+                    help="run only these pretraining budgets, comma-separated (default the grid's)")
     ap.add_argument("--shard", default="0/1",
                     help="K/N: this process runs every N-th job from the K-th (start N processes "
                          "with the same arguments, K = 0..N-1, one per core); they share --work")
@@ -506,6 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = tuple(int(x) for x in args.seeds.split(","))
     fractions = tuple(float(x) for x in args.label_fractions.split(",")) if args.label_fractions else None
     shard, nshards = parse_shard(args.shard)
+    inits = tuple(args.inits.split(",")) if args.inits else None
+    if inits and not set(inits) <= set(INITS):
+        raise SystemExit(f"--inits {args.inits!r}: choose from {', '.join(INITS)}")
+    budgets = tuple(int(x) for x in args.budgets.split(",")) if args.budgets else None
+    if budgets and not set(budgets) <= set(grid.pretrain_budgets):
+        raise SystemExit(f"--budgets {args.budgets!r}: the {grid.name} grid has "
+                         f"{', '.join(map(str, grid.pretrain_budgets))}")
     suffix = "" if grid.name == "cpu" else f"_{grid.name}"
     out = Path(args.out or ROOT / "bench" / "results" / f"pretext_study{suffix}.json")
     png = Path(args.png) if args.png else out.with_suffix(".png")
@@ -537,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  r.get("seed", 0)), r)
             for p in old.get("pretraining", []):
                 records.put("pretrain", f"{p['pretext'].replace('+', '_')}_{p['budget']}", p)
-    todo = plan(grid, seeds, fractions)
+    todo = plan(grid, seeds, fractions, inits, budgets)
 
     def publish(final: bool = False) -> None:
         runs = records.get("finetune")

@@ -59,3 +59,11 @@ def test_records_merge_into_table_and_lift(ps, tmp_path):
     out = tmp_path / "study.json"
     ps.write_results(out, grid, rec.get("pretrain"), runs, 0.0, True)
     assert out.is_file()
+
+
+def test_plan_filters(ps):
+    grid = ps.GRIDS["cpu"]
+    todo = ps.plan(grid, seeds=(1,), fractions=(0.01, 0.1), inits=("random", "inpaint"),
+                   budgets=(15000,))
+    assert todo == [("random", None, 0.01, 1), ("inpaint", 15000, 0.01, 1),
+                    ("random", None, 0.1, 1), ("inpaint", 15000, 0.1, 1)]
