@@ -443,11 +443,20 @@ def write_results(path: Path, grid: Grid, pre: list[dict], runs: list[dict], t0:
                             "together, so fine-tuning gets a decoder matched to its encoder",
             "metric": "mean IoU over the 4 curve classes (strict), tolerant F1 at 2 px, on the "
                       "same validation split, after a fixed number of fine-tuning steps",
-            "wall_seconds": round(time.time() - t0, 1), "pretraining": pre, "runs": runs,
+            "wall_seconds": round(time.time() - t0, 1), **compute_seconds(pre, runs),
+            "pretraining": pre, "runs": runs,
             "lift_best_pretext_minus_random": lift(runs, grid),
             "table": summary_table(runs, grid)}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def compute_seconds(pre: list[dict], runs: list[dict]) -> dict:
+    """Process time the grid took, summed over its records (``wall_seconds`` is only the
+    last invocation's, which may have found everything done)."""
+    return {"pretrain_seconds_sum": round(sum((p.get("last") or {}).get("seconds", 0.0)
+                                              for p in pre), 1),
+            "finetune_seconds_sum": round(sum(r.get("seconds", 0.0) for r in runs), 1)}
 
 
 class Records:
@@ -530,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(out.read_text())
         data["table"] = summary_table(data["runs"], grid)
         data["lift_best_pretext_minus_random"] = lift(data["runs"], grid)
+        data.update(compute_seconds(data.get("pretraining", []), data["runs"]))
         from logdigit.fsutil import atomic_write_text
 
         atomic_write_text(out, json.dumps(data, indent=2) + "\n")
