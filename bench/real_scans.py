@@ -66,8 +66,8 @@ def convert_one(scan: Path, out_dir: Path, threads: int, timeout_s: float) -> di
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         rc, err = p.returncode, p.stderr
     except subprocess.TimeoutExpired as e:
-        rc, err = None, (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) \
-            else (e.stderr or "")
+        rc = None   # the partial stderr of a timed-out child may come back as bytes
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
     rec = {"scan": scan.name, "folder": scan.parent.name, "rc": rc,
            "seconds": round(time.perf_counter() - t0, 1),
            "traceback": "Traceback (most recent call last)" in err,

@@ -1260,7 +1260,7 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     one track grid. 1 = perfect, 0.3 for a track without inner lines.
 
     Grids: N equal divisions (N = 10: linear, optionally with finer
-    subdivisions; 15 (0.96): a one-and-a-half width track; 6..9 weigh 0.9; N = 2..5 (0.75): log decades whose 2..9 marks are too faint to see, or a
+    subdivisions; 6..9 and 15 (a one-and-a-half width track) weigh 0.9; N = 2..5 (0.75): log decades whose 2..9 marks are too faint to see, or a
     linear grid with only its heavy lines visible), or a log grid of 2-5 decades with any
     subset (two kinds or more) of the 2..9 marks, starting at a decade or at a mark
     (0.2-200 ...): see :func:`_log_fit`. Faint lines may be missing, so coverage of the expected lines counts
@@ -1292,11 +1292,11 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
             # finer subdivisions are rarer than two adjacent tracks, a few equal
             # divisions (2-5) are a weaker explanation than the 6-10 of a linear grid,
             # and 10 (the linear grid of nearly every log) beats 6-9
-            # 15 (a 1.5-width linear track) must beat its split into 10 + 5 equal
-            # divisions (2/3 + 1/3 * 0.75 = 0.92, + 0.02 for a heavy middle line); 20 is
-            # left out: it is also two adjacent standard tracks
-            prior = (1.0 if n_div == 10 else 0.90 if n_div == 15
-                     else (0.9 if n_div >= 6 else 0.75))
+            # 15 (a 1.5-width linear track) takes the 0.9 of 6-9: its split into 10 + 5
+            # equal divisions scores 2/3 + 1/3 * 0.75 = 0.92, + 0.02 for a heavy middle
+            # line, so the split wins only at such a line; 20 is left out: it is also two
+            # adjacent standard tracks
+            prior = 1.0 if n_div == 10 else (0.9 if n_div >= 6 else 0.75)
             best = max(best, fit * (0.9 if md > 1 else 1.0) * prior)
     for d in range(2, 6):  # log grid with its marks
         for m0 in (1, 2):  # the left border on a decade line or its 2 mark (0.2-200 ...)

@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,9 @@ from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
 from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
-from .segment import CODE_P_LEVELS, CODE_P_MASK
-from .vectorise import (TrackerConfig, depth_grid, resample_rows, style_mask, trace_curves,
-                        trace_track, track_window)
+from .segment import CODE_P_MASK
+from .vectorise import (TrackerConfig, code_p_level, depth_grid, resample_rows, style_mask,
+                        trace_curves, trace_track, track_window)
 
 #: named colours for the calibration ``color`` key (RGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -328,12 +328,11 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
     if bottom <= top:
         return 0
     r = np.arange(top, bottom)
-    drift = np.rint(layout.drift_at(r)).astype(np.int64) if getattr(layout, "drift", None) \
-        else np.zeros(len(r), np.int64)
-    p_lvl = int(np.ceil(p_min * CODE_P_LEVELS - 1e-9))
-    threshold = int(getattr(layout, "threshold", 128))
+    rr = r[:, None]
+    drift = np.rint(layout.drift_at(r)).astype(np.int64)   # zeros on straight paper
+    p_lvl = code_p_level(p_min)
     n = 0
-    for ln in getattr(layout, "lines", []) or []:
+    for ln in layout.lines:
         if float(ln.get("presence", 0.0)) < VLINE_MIN_PRESENCE:
             continue
         x = float(ln["x"])
@@ -341,22 +340,21 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
             continue  # track borders are handled by the track windows
         b0 = int(ln["x0"]) - VLINE_PAD
         b1 = int(ln["x1"]) + VLINE_PAD          # band [b0, b1) at row_ref
-        lo, hi = b0 - VLINE_CLEAR_PX, b1 + VLINE_CLEAR_PX
-        c = np.arange(lo, hi)[None, :] + drift[:, None]
+        lo = b0 - VLINE_CLEAR_PX
+        c = np.arange(lo, b1 + VLINE_CLEAR_PX)[None, :] + drift[:, None]
         if c.min() < 0 or c.max() >= W:
             continue
-        rr = r[:, None]
+        band = slice(b0 - lo, b1 - lo)          # the band's columns within c
         curve = (classes[rr, c] > 0) if code is None else ((code[rr, c] & CODE_P_MASK) >= p_lvl)
-        k = b0 - lo
-        outside = curve[:, :k].any(1) | curve[:, k + (b1 - b0):].any(1)
-        clear = ~outside & curve[:, k:k + (b1 - b0)].any(1)
+        outside = curve[:, :band.start].any(1) | curve[:, band.stop:].any(1)
+        clear = ~outside & curve[:, band].any(1)
         if grey is not None:   # nothing inked in the band but the line
-            ink = (grey[rr, c[:, k:k + (b1 - b0)]] < threshold).sum(1)
+            ink = (grey[rr, c[:, band]] < layout.threshold).sum(1)
             clear &= ink <= int(ln["x1"]) - int(ln["x0"]) + 1
         if not clear.any():
             continue
         cr = rr[clear]
-        cb = c[clear][:, k:k + (b1 - b0)]
+        cb = c[clear][:, band]
         classes[cr, cb] = 0
         if code is not None:
             code[cr, cb] &= np.uint8(0xFF ^ CODE_P_MASK)

@@ -118,6 +118,12 @@ def find_runs(mask: np.ndarray, merge_px: int = 2) -> Runs:
     return Runs(r0, s, e, np.searchsorted(r0, np.arange(H + 1)))
 
 
+def code_p_level(p_min: float) -> int:
+    """The curve code's P(curve) level (0..``CODE_P_LEVELS``) at or above which a pixel
+    has P(curve) >= ``p_min``: ``(code & CODE_P_MASK) >= code_p_level(p_min)``."""
+    return int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
+
+
 def style_mask(classes: np.ndarray, cls: int, code: np.ndarray | None = None,
                allowed: frozenset[int] | None = None, p_min: float = 0.5) -> np.ndarray:
     """Pixels read as class ``cls``: bool, the shape of ``classes``.
@@ -133,7 +139,7 @@ def style_mask(classes: np.ndarray, cls: int, code: np.ndarray | None = None,
         return classes == cls
     if cls not in allowed:
         return np.zeros(classes.shape, bool)
-    level = int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    level = code_p_level(p_min)
     best = (code >> 4) & 3
     if len(allowed) == 1:      # the one style takes every curve pixel
         return (code & CODE_P_MASK) >= level
@@ -645,7 +651,7 @@ def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, in
     top, bottom = rows
     c0, c1 = cols
     allowed = frozenset(styles)
-    level = int(math.ceil(p_min * CODE_P_LEVELS - 1e-9))
+    level = code_p_level(p_min)
     broken = np.array([st != STYLE_TO_CLASS["solid"] for st in styles])
     parts = []
     for r0 in range(top, bottom, block):
