@@ -172,12 +172,23 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def pretrain(grid: Grid, pretext: str, budget: int, pool: MemoryPages, work: Path) -> dict:
-    """Run one pretraining (skipped when its checkpoint exists); returns its record."""
+def pretrain_name(pretext: str, budget: int) -> str:
+    return f"{pretext.replace('+', '_')}_{budget}"
+
+
+def pretrain_dir(work: Path, pretext: str, budget: int) -> Path:
+    """Run folder of one pretraining (its ``checkpoint.pt``, ``log.jsonl``)."""
+    return work / "pretrain" / pretrain_name(pretext, budget)
+
+
+def pretrain(grid: Grid, pretext: str, budget: int, get_pool, work: Path) -> dict:
+    """Run one pretraining (skipped when its checkpoint exists); returns its record.
+    ``get_pool()`` gives the unlabelled :class:`MemoryPages`, called only when the
+    pretraining has to run."""
     from training.engine import read_metrics
     from training.pretrain_engine import DataConfig, OptimConfig
 
-    out = work / "pretrain" / f"{pretext.replace('+', '_')}_{budget}"
+    out = pretrain_dir(work, pretext, budget)
     ckpt = out / "checkpoint.pt"
     data = DataConfig(count=budget, seed=UNLABELLED_SEED, size=grid.size, workers=grid.workers)
     optim = OptimConfig(steps=grid.pretrain_steps, batch_size=grid.pretrain_batch,
@@ -188,7 +199,7 @@ def pretrain(grid: Grid, pretext: str, budget: int, pool: MemoryPages, work: Pat
     t0 = time.time()
     if not ckpt.is_file():
         (out / "log.jsonl").unlink(missing_ok=True)  # a run cut short starts over
-        ds = pool.head(budget)
+        ds = get_pool().head(budget)
         if pretext == "densecl":
             from training.pretrain_densecl import DenseCLConfig, pretrain_densecl
 
@@ -201,7 +212,7 @@ def pretrain(grid: Grid, pretext: str, budget: int, pool: MemoryPages, work: Pat
 
             init = ""
             if pretext == "densecl+inpaint":
-                init = str(work / "pretrain" / f"densecl_{budget}" / "checkpoint.pt")
+                init = str(pretrain_dir(work, "densecl", budget) / "checkpoint.pt")
             cfg = InpaintConfig(init=init, init_parts=["encoder"], **common)
             cfg.model.name, cfg.model.args = grid.model, dict(grid.model_args)
             pretrain_inpaint(cfg, out, dataset=ds, quiet=True)
@@ -561,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                 records.put("finetune", run_name(r["init"], r["pretrain_budget"], r["label_fraction"],
                                                  r.get("seed", 0)), r)
             for p in old.get("pretraining", []):
-                records.put("pretrain", f"{p['pretext'].replace('+', '_')}_{p['budget']}", p)
+                records.put("pretrain", pretrain_name(p["pretext"], p["budget"]), p)
     todo = plan(grid, seeds, fractions, inits, budgets)
 
     def publish(final: bool = False) -> None:
@@ -573,21 +584,29 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"grid {grid.name} (shard {shard}/{nshards}): {grid.note}")
     pool_path = work / f"unlabelled_{grid.size}_{max(grid.pretrain_budgets)}.npz"
-    if shard == 0:
-        pool = unlabelled_pool(grid, pool_path)
-    else:
-        wait_for(pool_path, "the unlabelled pool")
-        pool = unlabelled_pool(grid, pool_path)
-    ckpts = {(p, b): work / "pretrain" / f"{p.replace('+', '_')}_{b}" / "checkpoint.pt"
+    pool: MemoryPages | None = None
+
+    def get_pool() -> MemoryPages:
+        """The unlabelled pool, loaded on first use (shard 0 renders it, the others wait)."""
+        nonlocal pool
+        if pool is None:
+            if shard:
+                wait_for(pool_path, "the unlabelled pool")
+            pool = unlabelled_pool(grid, pool_path)
+        return pool
+
+    ckpts = {(p, b): pretrain_dir(work, p, b) / "checkpoint.pt"
              for b in grid.pretrain_budgets for p in INITS[1:]}
+    if shard == 0 and not all(c.is_file() for c in ckpts.values()):
+        get_pool()   # some shard still pretrains: render the pool it waits for
     for i, budget in enumerate(grid.pretrain_budgets):
         if i % nshards != shard:  # a budget's three pretexts stay together: one needs another
             continue
         for pretext in INITS[1:]:
-            rec = pretrain(grid, pretext, budget, pool, work)
-            records.put("pretrain", f"{pretext.replace('+', '_')}_{budget}", rec)
+            rec = pretrain(grid, pretext, budget, get_pool, work)
+            records.put("pretrain", pretrain_name(pretext, budget), rec)
             publish()
-    del pool
+    pool = None   # free it before fine-tuning
 
     if shard == 0:
         prebuild_tiles(grid, work)
