@@ -288,3 +288,36 @@ def test_wrapped_curves_sit_mostly_on_the_main_trace():
                 assert np.median(np.floor(f)) == 0, (i, c.mnemonic)
                 wrapped += 1
     assert wrapped >= 3
+
+
+def test_monochrome_shading_is_a_dot_screen_that_leaves_curves_visible():
+    """A 1-bit scan of a shaded mono print: the shading thresholds to dots over about its
+    level of the area (not to solid black, which would hide the curve under it)."""
+    from training.synth.page import page_model, render_bands
+
+    ov = dict(height=1200, width=700, n_tracks=1, binarize=True, colour=False, degrade=True,
+              skew_deg=0.0, wraps=False)
+    spec, model = page_model(11, 3, RenderConfig(shading_prob=0.0, hatch_prob=0.0), ov)
+    # no drop-outs or stains: every difference between the two renders is the shading;
+    # the darkest tint and the most inclusive 1-bit threshold
+    spec.scan.update(fade=0.0, broken=0.0, speckle=0.0, bleed=0.0, hbreak=0.0, grid_drop=0.0,
+                     bands=[], stains=[], folds=[], streaks=[], edges=[], threshold=0.78)
+    plain = render_bands(spec, model)["image"] < 128
+    k = 0
+    tr = spec.tracks[spec.curves[k].track]
+    spec.shading = [(k, True, 0.35, (0, 0, 0))]
+    shaded = render_bands(spec, model)
+    ink = shaded["image"] < 128
+    rows = np.arange(spec.body_top + 20, spec.body_bottom - 20)
+    x = model.x[k, rows]
+    inside = np.zeros_like(ink)
+    for r, xc in zip(rows[np.isfinite(x)], x[np.isfinite(x)]):
+        inside[r, int(xc) + 4:tr.x1 - 2] = True
+    area = inside & ~plain
+    assert area.sum() > 10_000
+    share = ink[area].mean()
+    assert 0.15 < share < 0.5, share
+    # the curve's own pixels are still ink, and the mask has no shading in it
+    curve = shaded["mask"] == spec.curves[k].class_id
+    assert ink[curve].mean() > 0.9
+    assert not (shaded["mask"][area & ~curve]).any()

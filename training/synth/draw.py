@@ -522,7 +522,31 @@ def draw_shading(cv: Canvases, spec: PageSpec, model: RowModel, ua: int, va: int
             xs, us = x[a:b] - va, u[a:b]
             poly = np.concatenate([[[edge, us[0]]], np.stack([xs, us], 1), [[edge, us[-1]]]])
             cv2.fillPoly(patch, [np.round(poly * _ONE).astype(np.int32)], 255, cv2.LINE_8, SHIFT)
-        _paste(cv, spec, patch, 0, 0, level, rgb if spec.colour else None, clean=False)
+        if spec.colour:
+            _paste(cv, spec, patch, 0, 0, level, rgb, clean=False)
+        else:
+            patch &= dot_screen(ua, va, h, w, level)
+            _paste(cv, spec, patch, 0, 0, SCREEN_INK, None, clean=False)
+
+
+#: darkness of a screen dot (monochrome shading)
+SCREEN_INK = 0.85
+
+
+def dot_screen(u0: int, v0: int, h: int, w: int, level: float) -> np.ndarray:
+    """Halftone dots covering about ``level`` of the area, uint8 [h, w] (255 = dot), in
+    page coordinates (rows ``u0..``, columns ``v0..``), so windows of a page agree.
+
+    Monochrome prints shade with a dot screen, not a flat tint: a flat tint that a 1-bit
+    scan thresholds to black hides every curve under it, which no print does.
+    The cell (4-7 px) follows from the level so that the page's random stream is untouched.
+    """
+    period = 4 + int(level * 1000) % 4
+    c = (period - 1) / 2.0
+    du = (np.arange(u0, u0 + h) % period) - c
+    dv = (np.arange(v0, v0 + w) % period) - c
+    r2 = min(level, 0.6) * period * period / math.pi
+    return np.where(du[:, None] ** 2 + dv[None, :] ** 2 <= r2, 255, 0).astype(np.uint8)
 
 
 def draw_region(spec: PageSpec, model: RowModel, ua: int, va: int, h: int, w: int) -> Canvases:
