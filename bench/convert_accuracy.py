@@ -11,7 +11,9 @@ the renderer's own drop-outs and styles), and scores the curves read:
   model, vectorise, LAS) on the page written as a TIFF, scored from the LAS.
 
 Per curve style (``*_wrap`` = curves printed with backup traces), over the depth
-samples where the truth has a value: coverage (share read), median / mean / p95 of
+samples where the truth has a value: coverage (share read; also over the samples the scan
+*shows*, where the curve's own pixels are ink within the tracker's bridging distance, since
+drop-outs, fades and 1-bit thresholding erase some of every page), median / mean / p95 of
 |error| in % of track width (positions, unwrapped), and R^2 of the unwrapped position
 against the truth (median over curves, and pooled). Prints a table and writes JSON to
 ``bench/results/convert_accuracy.json``.
@@ -49,18 +51,40 @@ def page_overrides(i: int) -> dict:
     return ov
 
 
-def score_page(depth, values: dict, page) -> list[dict]:
-    """Per truth curve: style, wrap, coverage, errors (% width) and R^2 on positions."""
+def visible_rows(page, k: int, threshold: float, max_gap: int) -> np.ndarray:
+    """bool [H]: stored rows where truth curve ``k`` leaves ink in the scan (a pixel of
+    its instance darker than ``threshold``), with gaps up to ``max_gap`` rows (dashes,
+    dots, short fades the tracker bridges) counted as shown."""
+    grey = page.image if page.image.ndim == 2 else page.image.mean(-1)
+    ink = ((page.instance == k + 1) & (grey < threshold)).any(1)
+    rows = np.flatnonzero(ink)
+    vis = ink.copy()
+    if len(rows) > 1:
+        for a, b in zip(rows[:-1], rows[1:]):
+            if 1 < b - a <= max_gap + 1:
+                vis[a:b] = True
+    return vis
+
+
+def score_page(depth, values: dict, page, visible: list | None = None) -> list[dict]:
+    """Per truth curve: style, wrap, coverage, errors (% width) and R^2 on positions.
+
+    ``visible``: per truth curve, bool [H] stored rows where the scan shows it
+    (:func:`visible_rows`); adds ``coverage_visible`` (share read of the samples shown)
+    and ``visible`` (share of the truth's samples shown)."""
     from logdigit.calibration import value_to_fraction
     from logdigit.vectorise import resample_rows
 
     cals = {c.mnemonic: c for t in page.calibration.tracks for c in t.curves}
     out = []
-    for ct in page.truth.curves:
+    for k, ct in enumerate(page.truth.curves):
         tf = resample_rows(page.truth.depth, ct.frac, depth)
         has = np.isfinite(tf)
         if has.sum() < 20:
             continue
+        shown = has
+        if visible is not None:
+            shown = has & (resample_rows(page.truth.depth, visible[k].astype(float), depth) >= 0.5)
         v = values.get(ct.mnemonic)
         ef = (np.full(len(depth), np.nan) if v is None
               else value_to_fraction(v, cals[ct.mnemonic]))
@@ -69,15 +93,18 @@ def score_page(depth, values: dict, page) -> list[dict]:
         ss = float(((tf[ok] - tf[ok].mean()) ** 2).sum()) if ok.any() else 0.0
         r2 = 1 - float(((ef[ok] - tf[ok]) ** 2).sum()) / ss if ss > 0 else float("nan")
         out.append({"mnemonic": ct.mnemonic, "style": ct.style + ("_wrap" if ct.wrap else ""),
-                    "coverage": float(ok.sum() / has.sum()), "err": err, "r2": r2,
+                    "coverage": float(ok.sum() / has.sum()),
+                    "coverage_visible": float((ok & shown).sum() / max(1, shown.sum())),
+                    "visible": float(shown.sum() / has.sum()), "err": err, "r2": r2,
                     "truth": tf[ok], "read": ef[ok]})
     return out
 
 
 def curve_cell(r: dict) -> list:
-    """One curve's per-page entry: [style, coverage, median, mean |error| (% width), R^2]."""
+    """One curve's per-page entry: [style, coverage, coverage of the samples shown, share
+    shown, median, mean |error| (% width), R^2]."""
     e = r["err"]
-    return [r["style"], round(r["coverage"], 3),
+    return [r["style"], round(r["coverage"], 3), round(r["coverage_visible"], 3), round(r["visible"], 3),
             round(float(np.median(e)), 3) if len(e) else None,
             round(float(np.mean(e)), 3) if len(e) else None,
             round(r["r2"], 4) if np.isfinite(r["r2"]) else None]
@@ -96,6 +123,8 @@ def summarise(rows: list[dict]) -> dict:
             "curves": len(rs),
             "coverage": round(float(np.mean([r["coverage"] for r in rs])), 4),
             "coverage_min": round(float(np.min([r["coverage"] for r in rs])), 4),
+            "coverage_visible": round(float(np.mean([r["coverage_visible"] for r in rs])), 4),
+            "visible": round(float(np.mean([r["visible"] for r in rs])), 4),
             "median_err_pct": round(float(np.median(err)), 3) if len(err) else None,
             "mean_err_pct": round(float(np.mean(err)), 3) if len(err) else None,
             "p95_err_pct": round(float(np.percentile(err, 95)), 3) if len(err) else None,
@@ -106,11 +135,13 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def table(name: str, summ: dict) -> str:
-    head = (f"{name}\n{'style':14s} {'n':>3s} {'cover':>7s} {'cov min':>7s} {'median%':>8s} "
+    head = (f"{name}\n{'style':14s} {'n':>3s} {'cover':>7s} {'cov min':>7s} {'cov vis':>7s} "
+            f"{'shown':>6s} {'median%':>8s} "
             f"{'mean%':>7s} {'p95%':>7s} {'R2 med':>7s} {'R2 pool':>7s}")
     lines = [head]
     for s, v in summ.items():
         lines.append(f"{s:14s} {v['curves']:3d} {v['coverage']:7.3f} {v['coverage_min']:7.3f} "
+                     f"{v['coverage_visible']:7.3f} {v['visible']:6.3f} "
                      f"{v['median_err_pct'] if v['median_err_pct'] is not None else float('nan'):8.3f} "
                      f"{v['mean_err_pct'] or float('nan'):7.3f} {v['p95_err_pct'] or float('nan'):7.3f} "
                      f"{v['r2_median']:7.4f} {v['r2_pooled']:7.4f}")
@@ -135,7 +166,10 @@ def main(argv=None) -> int:
     from logdigit.errors import ModelError
     from logdigit.pipeline import convert_file, deskew_mask, digitise
     from logdigit.segment import Segmenter
+    from logdigit.vectorise import TrackerConfig
     from training.synth import render_page
+
+    max_gap = TrackerConfig().max_gap_px
 
     seg, model_note = None, None
     if not args.no_model:
@@ -163,7 +197,10 @@ def main(argv=None) -> int:
             dig = digitise(deskew_mask(page.mask, L.skew_deg), page.calibration, L,
                            grey=lay.deskew(grey, L.skew_deg))
             t_track = time.perf_counter() - t0
-            st = score_page(dig.table.depth, {c.mnemonic: c.values for c in dig.table.curves}, page)
+            vis = [visible_rows(page, k, getattr(L, "threshold", 128), max_gap)
+                   for k in range(len(page.truth.curves))]
+            st = score_page(dig.table.depth, {c.mnemonic: c.values for c in dig.table.curves}, page,
+                            vis)
             rows_t += st
             info = {"index": i, "overrides": ov, "shape": list(grey.shape),
                     "skew_true": page.meta["skew_deg"], "skew_found": round(L.skew_deg, 4),
@@ -181,7 +218,7 @@ def main(argv=None) -> int:
                 info["model_s"] = round(time.perf_counter() - t0, 2)
                 las = lasio.read(Path(tmp) / f"page{i}.las")
                 vals = {c.mnemonic: np.asarray(las[c.mnemonic], float) for c in las.curves[1:]}
-                sm = score_page(np.asarray(las.index, float), vals, page)
+                sm = score_page(np.asarray(las.index, float), vals, page, vis)
                 rows_m += sm
                 info["model"] = {r["mnemonic"]: curve_cell(r) for r in sm}
                 info["model_warnings"] = res.warnings
@@ -195,8 +232,11 @@ def main(argv=None) -> int:
         "bench": "convert_accuracy", "seed": args.seed, "pages": args.pages,
         "wall_s": round(time.perf_counter() - t_all, 1),
         "metric_notes": "errors in % of track width on unwrapped positions, over depth "
-                        "samples where the truth has a value; R2 on positions; per_page "
-                        "curves: [style, coverage, median %, mean %, R2]",
+                        "samples where the truth has a value; coverage_visible: over the samples "
+                        "where the scan shows the curve (its pixels are ink, gaps up to the "
+                        "tracker's max_gap_px bridged); visible: share of the truth samples "
+                        "shown; R2 on positions; per_page curves: [style, coverage, "
+                        "coverage_visible, visible, median %, mean %, R2]",
         "tracker_true_masks": summarise(rows_t),
         "model": summarise(rows_m) if rows_m else None,
         "model_used": model_note,
