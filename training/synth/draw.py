@@ -539,14 +539,17 @@ def dot_screen(u0: int, v0: int, h: int, w: int, level: float) -> np.ndarray:
 
     Monochrome prints shade with a dot screen, not a flat tint: a flat tint that a 1-bit
     scan thresholds to black hides every curve under it, which no print does.
-    The cell (4-7 px) follows from the level so that the page's random stream is untouched.
+    The cell (4-7 px along the diagonals) follows from the level so that the page's random stream is untouched.
     """
     period = 4 + int(level * 1000) % 4
-    c = (period - 1) / 2.0
-    du = (np.arange(u0, u0 + h) % period) - c
-    dv = (np.arange(v0, v0 + w) % period) - c
+    u = np.arange(u0, u0 + h, dtype=np.float64)[:, None]
+    v = np.arange(v0, v0 + w, dtype=np.float64)[None, :]
+    # a 45-degree screen (the usual angle for black): dots on a lattice along the
+    # diagonals, so no column or row of dots lines up into a false grid line
+    da = np.mod(u + v + 0.5, period) - period / 2
+    db = np.mod(u - v + 0.5, period) - period / 2
     r2 = min(level, 0.6) * period * period / math.pi
-    return np.where(du[:, None] ** 2 + dv[None, :] ** 2 <= r2, 255, 0).astype(np.uint8)
+    return np.where(da * da + db * db <= r2, 255, 0).astype(np.uint8)
 
 
 def draw_region(spec: PageSpec, model: RowModel, ua: int, va: int, h: int, w: int) -> Canvases:
