@@ -23,15 +23,16 @@ FRAC = 0.5 + 0.35 * np.sin(ROWS / 130.0)           # truth, fraction of track wi
 TIES = [{"row": 100, "depth": 1000.0}, {"row": 1700, "depth": 1160.0}]   # 10 rows / ft
 
 
-def _scan(path, skew=0.0):
+def _scan(path, skew=0.0, line_px=3, pen_px=2, divisions=0):
     img = np.full((H, W), 255, np.uint8)
-    for x in (X0, X1):
-        img[:, x - 1:x + 2] = 140                         # track borders (not curve class)
+    lines = [X0, X1] + [X0 + (X1 - X0) * k // (divisions + 1) for k in range(1, divisions + 1)]
+    for x in lines:
+        img[:, x - line_px // 2:x - line_px // 2 + line_px] = 140   # track lines (not curve class)
     for y in range(0, H, 20):
         img[y, X0:X1] = 200                               # light grid
     xs = X0 + FRAC * (X1 - X0)
     cv2.polylines(img, [np.stack([xs * 16, ROWS * 16], 1).round().astype(np.int32)], False,
-                  0, 2, cv2.LINE_AA, 4)
+                  0, pen_px, cv2.LINE_AA, 4)
     cv2.imwrite(str(path), img)
     return path
 
@@ -181,3 +182,51 @@ def test_convert_file_api_reuses_segmenter(tmp_path, model):
         assert res.calibrated and res.outputs == [tmp_path / f"s{i}.las", tmp_path / f"q{i}.png"]
         assert res.curves[0][0] == "GR" and res.curves[0][1] > 0.98
         assert {"read", "layout", "segment", "vectorise", "write", "qc"} <= set(res.timings)
+
+
+@pytest.mark.parametrize("widths, scale", [([2, 3, 3, 1], 1), ([4, 4, 4], 1), ([6, 5, 6], 2),
+                                           ([7, 8, 7], 3), ([10] * 5, 4), ([30] * 5, 4),
+                                           ([9, 9], 1)])
+def test_segmentation_scale_from_line_widths(widths, scale):
+    from types import SimpleNamespace
+
+    from logdigit.pipeline import segmentation_scale
+
+    assert segmentation_scale(SimpleNamespace(lines=[{"width": w} for w in widths])) == scale
+
+
+def test_thick_lines_segmented_at_reduced_resolution(tmp_path, model):
+    """A 400 dpi-like scan (9 px lines, a 10 px pen) is segmented at 1/4 and read at full
+    resolution: the curve comes out where it is, with no block offset."""
+    scan = _scan(tmp_path / "thick.png", line_px=9, pen_px=10, divisions=3)
+    out = tmp_path / "thick.las"
+    r = _run(scan, "-o", out, "--calibration", _cal(tmp_path / "c.yaml"), "--model", model,
+             "--threads", 1, "--quiet")
+    assert r.exit_code == 0, r.output
+    las = lasio.read(out)
+    assert las.params["SEGSC"].value == "1/4"
+    gr = las["GR"]
+    ok = np.isfinite(gr)
+    assert ok.mean() > 0.98
+    err = np.abs(gr[ok] - _truth_gr(las.index[ok])) / 150 * 100
+    assert np.median(err) < 0.5 and np.percentile(err, 95) < 1.5
+
+
+def test_segment_scaled_upsamples_onto_the_full_grid():
+    """Each full-resolution pixel gets the class of the reduced pixel it falls in."""
+    from logdigit.pipeline import segment_scaled
+
+    class Echo:   # "segmenter" returning the dark pixels of what it is given as class 1
+        def predict(self, grey, progress=None, out=None, code=None):
+            out[0][...] = (grey < 128).astype(np.uint8)
+            code[...] = 7
+
+    grey = np.full((37, 50), 255, np.uint8)
+    grey[8:12, 20:24] = 0                   # one 4 x 4 block at 1/4: reduced pixel (2, 5)
+    classes = np.zeros((37, 50), np.uint8)
+    code = np.zeros((37, 50), np.uint8)
+    segment_scaled(Echo(), grey, 4, classes, code)
+    want = np.zeros((37, 50), np.uint8)
+    want[8:12, 20:24] = 1
+    np.testing.assert_array_equal(classes, want)
+    assert (code == 7).all()
