@@ -51,10 +51,13 @@ MIN_UNCALIBRATED_COVERAGE = 0.2
 AMBIGUOUS_BACKUP_SHARE = 0.35
 #: rows of context segmented above and below the rows read
 SEGMENT_MARGIN = 64
-#: the widest vertical lines (px) the shipped model was trained on: the renderer draws
-#: pens and grid lines 1-4 px wide. Scans whose lines are wider (400 dpi paper, thick
-#: pens) are segmented at a reduced resolution that brings them back into that range.
-TRAINED_LINE_PX = 4.0
+#: the widest vertical lines (px, as the layout measures them) of the model's training
+#: pages: the renderer draws pens and grid lines 1-4 px wide, which with blur and
+#: anti-aliasing measure 1-5 px (median line width over 100 rendered pages: 1 px on 51,
+#: 2-4 px on 38, 5 px on 10, 6 px on 1). Scans whose lines are wider (400 dpi paper,
+#: thick pens) are segmented at a reduced resolution that brings them back into range;
+#: pages within it are not, since reducing them erases dotted curves.
+TRAINED_LINE_PX = 5.0
 #: line width (px) the reduced resolution aims at
 TARGET_LINE_PX = 2.5
 #: the largest reduction

@@ -184,7 +184,7 @@ def test_convert_file_api_reuses_segmenter(tmp_path, model):
         assert {"read", "layout", "segment", "vectorise", "write", "qc"} <= set(res.timings)
 
 
-@pytest.mark.parametrize("widths, scale", [([2, 3, 3, 1], 1), ([4, 4, 4], 1), ([6, 5, 6], 2),
+@pytest.mark.parametrize("widths, scale", [([2, 3, 3, 1], 1), ([5, 5, 4], 1), ([6, 5, 6], 2),
                                            ([7, 8, 7], 3), ([10] * 5, 4), ([30] * 5, 4),
                                            ([9, 9], 1)])
 def test_segmentation_scale_from_line_widths(widths, scale):
