@@ -47,6 +47,15 @@ NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
 SNAP_PX = 6.0
 #: uncalibrated reads keep a style only when read on this share of the rows
 MIN_UNCALIBRATED_COVERAGE = 0.2
+#: uncalibrated: curves of one style read per track (vendor prints often hold two solid ones)
+MAX_UNCALIBRATED_PER_STYLE = 2
+#: ... a further one is kept when observed (not bridged) on this share of the rows,
+#: apart from the first (:func:`_apart`) and continuous: at most this share of its steps
+#: between observed rows jump more than a tenth of the track (leftovers of the first
+#: curve's wide trace, hopping from piece to piece, jump on 3-10 % of them; a real second
+#: curve on 1-1.5 %)
+MIN_EXTRA_OBSERVED = 0.3
+MAX_EXTRA_JUMP_SHARE = 0.02
 #: a wrapped curve read on a backup trace on more of its rows than this is flagged
 AMBIGUOUS_BACKUP_SHARE = 0.35
 #: rows of context segmented above and below the rows read
@@ -552,9 +561,13 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         if shift is not None and not np.any(np.abs(shift[top:bottom]) >= 0.5):
             shift = None
         if tp.curves is None:   # uncalibrated: every style present
+            seen: dict[str, int] = {}
             for cid, tr in _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg,
                                                 confidence, shift, line_rows):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] > 1:   # a second curve of the style: T2_SOLID_2
+                    name = f"{name}_{seen[name]}"
                 curves_out.append((name, "FRAC", f"track {tp.index + 1} "
                                    f"{'curve' if binary else CLASS_TO_STYLE[cid]}, fraction of "
                                    "track width", tr.frac, tr.confidence, None))
@@ -662,6 +675,25 @@ def _read_share(tr, rows: tuple[int, int]) -> float:
     return float(np.isfinite(tr.frac[rows[0]:rows[1]]).mean()) if tr is not None else 0.0
 
 
+def _observed_share(tr, rows: tuple[int, int]) -> float:
+    return float(tr.observed[rows[0]:rows[1]].mean()) if tr is not None else 0.0
+
+
+def _jump_share(tr, step: float = 0.1) -> float:
+    """Share of a trace's steps between consecutive observed rows longer than ``step``
+    (share of the track width)."""
+    x = tr.frac[tr.observed]
+    return float((np.abs(np.diff(x)) > step).mean()) if len(x) > 1 else 1.0
+
+
+def _apart(a, b, tol: float) -> bool:
+    """Two traces run apart: on the rows both are observed (at least MIN_SHARED_ROWS) their
+    positions differ by more than ``tol`` (share of the track width) at the median."""
+    both = a.observed & b.observed
+    return (int(both.sum()) >= MIN_SHARED_ROWS
+            and float(np.median(np.abs(a.frac[both] - b.frac[both]))) > tol)
+
+
 def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], binary: bool,
                          cfg: TrackerConfig, confidence, shift, line_rows) -> list[tuple[int, Any]]:
     """(class id, CurveTrace) of the curves of a track read without a calibration.
@@ -676,10 +708,17 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
     """
     present = []
     for cid in ([1] if binary else sorted(CLASS_TO_STYLE)):
-        tr = trace_curves(classes, cid, tp.xl, tp.xr, 1, cfg, confidence=confidence, rows=rows,
-                          shift=shift, line_rows=line_rows, code=code)[0]
-        if _read_share(tr, rows) >= MIN_UNCALIBRATED_COVERAGE:
-            present.append((cid, tr))
+        first, *more = trace_curves(classes, cid, tp.xl, tp.xr, MAX_UNCALIBRATED_PER_STYLE, cfg,
+                                    confidence=confidence, rows=rows, shift=shift,
+                                    line_rows=line_rows, code=code)
+        if _read_share(first, rows) < MIN_UNCALIBRATED_COVERAGE:
+            continue
+        present.append((cid, first))
+        for tr in more:   # a second curve of the style: its own line, seen on much of the log
+            if (_observed_share(tr, rows) >= MIN_EXTRA_OBSERVED
+                    and _apart(tr, first, cfg.same_curve_share)
+                    and _jump_share(tr) <= MAX_EXTRA_JUMP_SHARE):
+                present.append((cid, tr))
     if code is None or binary or not cfg.joint_styles or len(present) < 2:
         return present
     groups = same_curve_groups([tr for _, tr in present], cfg.same_curve_share)

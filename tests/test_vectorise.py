@@ -632,3 +632,45 @@ def test_curve_running_along_a_line_is_kept_with_the_scan():
     assert not alone[300:400, 107:109].any()      # masks alone: the curve goes with the line
     assert scan[300:400, 107:109].all()           # with the scan it stays ...
     assert not scan[:300, 100:107].any() and not scan[400:, 100:107].any()   # the line goes
+
+
+@pytest.mark.parametrize("with_code", [False, True])
+def test_uncalibrated_two_curves_of_one_style(with_code):
+    """Two solid curves in one track (a vendor print's pair), read without a calibration:
+    both come out, T1_SOLID and T1_SOLID_2, each on its own line; a track with one
+    (wide, 9 px) solid curve gives one curve, not a second along its edge."""
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 1500, 300
+    r = np.arange(h)
+    xa = 80 + 40 * np.sin(r / 90.0)
+    xb = 210 + 50 * np.sin(r / 70.0 + 1)
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h)
+
+    def read(m):
+        code = np.where(m > 0, np.uint8(15), np.uint8(0)) if with_code else None
+        dig = digitise(m, None, L, code=code)
+        return {c.mnemonic: c.values * w for c in dig.table.curves}, dig.table.depth
+
+    two = _draw(h, w, xa)
+    _draw(h, w, xb, out=two)
+    got, depth = read(two)
+    assert sorted(got) == ["T1_SOLID", "T1_SOLID_2"], sorted(got)
+    truths = [np.interp(depth, r, xa), np.interp(depth, r, xb)]
+    for v in got.values():
+        err = min(np.nanmedian(np.abs(v - t)) for t in truths)
+        assert err < 1.5 and np.isfinite(v).mean() > 0.95
+    assert {int(np.argmin([np.nanmedian(np.abs(v - t)) for t in truths]))
+            for v in got.values()} == {0, 1}
+
+    got, _ = read(_draw(h, w, xa, width=9))
+    assert sorted(got) == ["T1_SOLID"], sorted(got)
+    # beside the curve, pieces that hop across the track every 12 rows (what a wide
+    # trace's leftovers look like): not a second curve
+    hop = _draw(h, w, xa)
+    for k, r0 in enumerate(range(0, h, 12)):
+        x = 170 if k % 2 else 260
+        hop[r0:r0 + 9, x:x + 2] = 1
+    got, _ = read(hop)
+    assert sorted(got) == ["T1_SOLID"], sorted(got)
