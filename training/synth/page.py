@@ -290,7 +290,7 @@ def render_page(seed: int, index: int, cfg: RenderConfig | None = None, **overri
     seed, index : the page identity
     cfg : random ranges (defaults: :class:`RenderConfig`)
     **overrides : force page properties: height, width, px_per_ft, n_tracks,
-        curves_per_track, styles (list per track), skew_deg, binarize, colour,
+        curves_per_track, styles (one list of styles, used for every track), skew_deg, binarize, colour,
         degrade, wraps, dropouts, header, metric, line_width, stretch.
 
     Returns
