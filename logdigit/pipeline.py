@@ -47,6 +47,9 @@ NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
 SNAP_PX = 6.0
 #: uncalibrated reads keep a style only when read on this share of the rows
 MIN_UNCALIBRATED_COVERAGE = 0.2
+#: uncalibrated: two traces are compared (one curve, or apart) on at least this many
+#: rows where both are observed
+MIN_SHARED_ROWS = 20
 #: uncalibrated: curves of one style read per track (vendor prints often hold two solid ones)
 MAX_UNCALIBRATED_PER_STYLE = 2
 #: ... a further one is kept when observed (not bridged) on this share of the rows,
@@ -686,12 +689,19 @@ def _jump_share(tr, step: float = 0.1) -> float:
     return float((np.abs(np.diff(x)) > step).mean()) if len(x) > 1 else 1.0
 
 
-def _apart(a, b, tol: float) -> bool:
-    """Two traces run apart: on the rows both are observed (at least MIN_SHARED_ROWS) their
-    positions differ by more than ``tol`` (share of the track width) at the median."""
+def _median_gap(a, b) -> float | None:
+    """Median distance (share of the track width) between two traces on the rows both are
+    observed; None when they share fewer than :data:`MIN_SHARED_ROWS`."""
     both = a.observed & b.observed
-    return (int(both.sum()) >= MIN_SHARED_ROWS
-            and float(np.median(np.abs(a.frac[both] - b.frac[both]))) > tol)
+    if int(both.sum()) < MIN_SHARED_ROWS:
+        return None
+    return float(np.median(np.abs(a.frac[both] - b.frac[both])))
+
+
+def _apart(a, b, tol: float) -> bool:
+    """Two traces run apart: their :func:`_median_gap` is known and over ``tol``."""
+    gap = _median_gap(a, b)
+    return gap is not None and gap > tol
 
 
 def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], binary: bool,
@@ -705,6 +715,11 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
     the network labelled several ways along its length (noisy paper); the track is then
     read jointly (:func:`trace_track`), each curve over the pixels of all its styles, and
     named by its style with most evidence. Apart, the styles stay separate curves.
+
+    Each style may add a second curve (up to :data:`MAX_UNCALIBRATED_PER_STYLE`), read
+    from the runs the first left, when it is observed on :data:`MIN_EXTRA_OBSERVED` of
+    the rows, runs apart from the first and jumps on at most
+    :data:`MAX_EXTRA_JUMP_SHARE` of its steps.
     """
     present = []
     for cid in ([1] if binary else sorted(CLASS_TO_STYLE)):
@@ -735,9 +750,6 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
     return out
 
 
-#: uncalibrated: styles are one curve only when read together on this many rows
-MIN_SHARED_ROWS = 20
-
 
 def same_curve_groups(traces: list, tol: float) -> list[list[int]]:
     """Indices of ``traces`` (CurveTrace, one per style) grouped into curves: two styles
@@ -754,11 +766,8 @@ def same_curve_groups(traces: list, tol: float) -> list[list[int]]:
 
     for i in range(n):
         for j in range(i + 1, n):
-            a, b = traces[i], traces[j]
-            both = a.observed & b.observed
-            if int(both.sum()) < MIN_SHARED_ROWS:
-                continue
-            if float(np.median(np.abs(a.frac[both] - b.frac[both]))) <= tol:
+            gap = _median_gap(traces[i], traces[j])
+            if gap is not None and gap <= tol:
                 parent[root(j)] = root(i)
     groups: dict[int, list[int]] = {}
     for i in range(n):
