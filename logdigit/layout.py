@@ -1199,12 +1199,12 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
             cur = []
     if cur:
         groups.append(cur)
-    tracks = []
+    parts = []
     for grp in groups:
         glines = [grp[0]["left"]] + [g["right"] for g in grp]
-        for i, j in _partition(glines, w):
-            tracks.append((int(glines[i]["x0"]), int(glines[j]["x1"])))
-    tracks = [t for t in tracks if t[1] - t[0] >= max(16, 0.02 * w)]
+        parts.append([(int(glines[i]["x0"]), int(glines[j]["x1"])) for i, j in _partition(glines, w)])
+    tracks = [t for grp in _merge_half_tracks(parts) for t in grp
+              if t[1] - t[0] >= max(16, 0.02 * w)]
     # depth track: a non-grid gap with text, between or beside tracks
     depth = None
     cands = [g for g in gaps if not g["is_grid"] and 0.02 * w <= g["x1"] - g["x0"] <= 0.3 * w
@@ -1217,6 +1217,39 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
     if depth is None and tracks:
         depth = _margin_depth_track(tracks, prof, rows_mask, w)
     return tracks, depth
+
+
+#: two adjacent tracks of one group are one track split at a heavy middle line when each
+#: is this share of the widest track of another group ...
+HALF_TRACK_SHARE = (0.35, 0.65)
+#: ... and together this share of it
+WHOLE_TRACK_SHARE = (0.9, 1.1)
+
+
+def _merge_half_tracks(groups: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """Undo splits of one track at a heavy middle division: within a group of adjacent
+    tracks, two neighbours each about half as wide as the widest track of *another*
+    group (beyond the depth track), and together about as wide, become one track.
+    Track widths on a log print repeat across the page (API layout: 2.5 in tracks), and
+    a heavier centre line is common on 10- and 20-division grids; two equal tracks side
+    by side within one group are left alone because the reference comes from elsewhere."""
+    out = [list(g) for g in groups]
+    for k, grp in enumerate(out):
+        others = [b - a for m, g in enumerate(out) if m != k for a, b in g]
+        if not others or len(grp) < 2:
+            continue
+        ref = float(max(others))
+        i = 0
+        while i < len(grp) - 1:
+            (a0, a1), (b0, b1) = grp[i], grp[i + 1]
+            halves = all(HALF_TRACK_SHARE[0] * ref <= x <= HALF_TRACK_SHARE[1] * ref
+                         for x in (a1 - a0, b1 - b0))
+            whole = WHOLE_TRACK_SHARE[0] * ref <= b1 - a0 <= WHOLE_TRACK_SHARE[1] * ref
+            if halves and whole and b0 - a1 <= 8:
+                grp[i:i + 2] = [(a0, b1)]
+            else:
+                i += 1
+    return out
 
 
 def _margin_depth_track(tracks, prof: _Profiles, rows_mask: np.ndarray, w: int):

@@ -241,6 +241,33 @@ def test_fifteen_division_track_is_one_track():
     assert _partition(lines2, 1000) == [(0, 10), (10, 20)]
 
 
+def test_track_split_at_heavy_middle_line_is_merged():
+    """Two neighbours each half as wide as a track beyond the depth track, together as
+    wide: one track split at a heavy centre division (merged). Two full-width neighbours,
+    or halves with nothing elsewhere to compare with, stay as they are."""
+    from logdigit.layout import _merge_half_tracks
+
+    assert _merge_half_tracks([[(40, 190), (188, 330)], [(465, 741), (738, 998)]]) == \
+        [[(40, 330)], [(465, 741), (738, 998)]]
+    assert _merge_half_tracks([[(40, 190), (188, 330)]]) == [[(40, 190), (188, 330)]]
+    assert _merge_half_tracks([[(40, 120), (120, 330)], [(465, 741)]]) == \
+        [[(40, 120), (120, 330)], [(465, 741)]]
+
+
+def test_rendered_page_with_split_first_track():
+    """layout_accuracy page 15 (seed 0): track 1 (39-658) has a heavy middle line that
+    the partition took for a border; with the width prior its three tracks are found."""
+    from training.synth import render_page
+
+    page = render_page(0, 15, height=6000)
+    img = page.image if page.image.ndim == 2 else page.image.mean(-1).astype(np.uint8)
+    lay = analyse(img)
+    want = [(39, 658), (757, 1366), (1366, 1815)]
+    assert len(lay.tracks) == 3, lay.tracks
+    for (a, b), (c, d) in zip(lay.tracks, want):
+        assert abs(a - c) <= 4 and abs(b - d) <= 4, lay.tracks
+
+
 def test_bent_borders_are_followed():
     """Paper that slides sideways fast (3 px per 64 rows, 2.7 deg of local slant),
     turns back and jumps 7 px at a join: every track found, the drift reported
