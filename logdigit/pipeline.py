@@ -736,7 +736,8 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
                 present.append((cid, tr))
     if code is None or binary or not cfg.joint_styles or len(present) < 2:
         return present
-    groups = same_curve_groups([tr for _, tr in present], cfg.same_curve_share)
+    groups = same_curve_groups([tr for _, tr in present], cfg.same_curve_share,
+                               [cid for cid, _ in present])
     if all(len(g) == 1 for g in groups):
         return present
     curves = [(tuple(present[i][0] for i in g), False) for g in groups]
@@ -751,24 +752,37 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
 
 
 
-def same_curve_groups(traces: list, tol: float) -> list[list[int]]:
-    """Indices of ``traces`` (CurveTrace, one per style) grouped into curves: two styles
-    are one curve when, on the rows both are observed (at least ``MIN_SHARED_ROWS``),
-    their positions differ by at most ``tol`` (share of the track width) at the median;
-    groups are the unions of such pairs."""
+def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None
+                      ) -> list[list[int]]:
+    """Indices of ``traces`` (CurveTrace) grouped into curves: two traces are one curve
+    when, on the rows both are observed (at least ``MIN_SHARED_ROWS``), their positions
+    differ by at most ``tol`` (share of the track width) at the median; groups are the
+    unions of such pairs, nearest pairs first.
+
+    ``styles`` (class id per trace): a group holds at most one trace of each style. Two
+    curves of one style were read apart on purpose, and a fragment of a third style
+    running near both must not chain them into one."""
     n = len(traces)
+    sty = list(range(n)) if styles is None else list(styles)
     parent = list(range(n))
+    members = {i: {sty[i]} for i in range(n)}
 
     def root(i: int) -> int:
         while parent[i] != i:
             i = parent[i]
         return i
 
+    pairs = []
     for i in range(n):
         for j in range(i + 1, n):
             gap = _median_gap(traces[i], traces[j])
             if gap is not None and gap <= tol:
-                parent[root(j)] = root(i)
+                pairs.append((gap, i, j))
+    for _, i, j in sorted(pairs):
+        ri, rj = root(i), root(j)
+        if ri != rj and not (members[ri] & members[rj]):
+            parent[rj] = ri
+            members[ri] |= members.pop(rj)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root(i), []).append(i)

@@ -674,3 +674,23 @@ def test_uncalibrated_two_curves_of_one_style(with_code):
         hop[r0:r0 + 9, x:x + 2] = 1
     got, _ = read(hop)
     assert sorted(got) == ["T1_SOLID"], sorted(got)
+
+
+def test_same_curve_groups_never_chain_two_curves_of_one_style():
+    """Two solid curves read apart (they cross, 8.5 % apart at the median) and a dash-dot
+    fragment along their middle (4 % from each): grouped as curves, the fragment joins
+    one of them; it does not chain the two solid curves into one."""
+    from logdigit.pipeline import same_curve_groups
+    from logdigit.vectorise import CurveTrace
+
+    r = np.arange(2000)
+    wave = 0.06 * np.sin(r / 40.0)
+
+    def tr(frac):
+        return CurveTrace(frac, np.ones(len(r), bool), np.ones(len(r)))
+
+    traces = [tr(0.3 + wave), tr(0.3 - wave), tr(np.full(len(r), 0.3))]
+    assert same_curve_groups(traces, 0.05) == [[0, 1, 2]]     # styles unknown: chained
+    groups = same_curve_groups(traces, 0.05, styles=[1, 1, 4])
+    assert len(groups) == 2 and not any({0, 1} <= set(g) for g in groups), groups
+    assert sorted(i for g in groups for i in g) == [0, 1, 2]
