@@ -3,7 +3,7 @@
 Without a calibration (the default on real scans) ``convert`` reads every detected track
 and names curves by track and style (``T2_SOLID``, ``T2_SOLID_2``), as fractions of the
 track width by pixel row. This renders pages whose truth is known, runs the same stages
-as ``convert_file`` (layout, deskew, segmentation at the scale it picks, vertical-line
+as ``convert_file`` (layout, deskew, :func:`logdigit.pipeline.segment_plan`, vertical-line
 clearing, :func:`logdigit.pipeline.digitise` with no calibration) and matches each read
 curve to the truth curve it runs nearest (both as deskewed columns, row by row, over at
 least 50 shared rows). A read is **good** when its median distance is within
@@ -101,8 +101,7 @@ def main(argv=None) -> int:
 
     from logdigit import layout as lay
     from logdigit import pipeline
-    from logdigit.pipeline import (clear_vertical_lines, digitise, plan_read, segment_scaled,
-                                   segmentation_scale)
+    from logdigit.pipeline import clear_vertical_lines, digitise, plan_read, segment_plan
     from logdigit.segment import Segmenter
     from logdigit.vectorise import TrackerConfig
     from training.synth import render_page
@@ -125,8 +124,7 @@ def main(argv=None) -> int:
         g = lay.deskew(grey, L.skew_deg) if abs(L.skew_deg) >= lay.MIN_SKEW_DEG else grey
         H, W = g.shape
         plan = plan_read(None, L, (H, W), None)
-        classes, code = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8)
-        segment_scaled(seg, g, segmentation_scale(L), classes, code)
+        classes, code, _ = segment_plan(seg, g, L, plan)
         clear_vertical_lines(classes, code, L, plan.tracks, plan.rows, cfg.curve_p_min, grey=g)
         dig = digitise(classes, None, L, tracker=cfg, plan=plan, grey=g, code=code,
                        binary=seg.binary)
@@ -144,15 +142,15 @@ def main(argv=None) -> int:
         n["good"] += len(set(hits))
         n["duplicate"] += len(hits) - len(set(hits))
         covers += list(cover.values())
-        per_page.append({"index": i, "overrides": {k: v for k, v in ov.items()},
+        per_page.append({"index": i, "overrides": ov,
                          "tracks_found": len(plan.tracks), "tracks_true": len(page.calibration.tracks),
                          "truth": [c.mnemonic + ":" + c.style for c in page.truth.curves],
                          "reads": [[q.mnemonic, None if j is None else page.truth.curves[j].mnemonic,
                                     round(d, 4) if np.isfinite(d) else None]
                                    for q, (j, d) in zip(dig.qc_curves, m)]})
         print(f"page {i}: {len(truths)} truth curves, {len(m)} read, "
-              f"{sum(j is not None for j, _ in m)} good, {len(cover)} found", file=sys.stderr,
-              flush=True)
+              f"{len(set(hits))} good, {len(hits) - len(set(hits))} duplicate, "
+              f"{len(cover)} found", file=sys.stderr, flush=True)
     res = {"bench": "uncalibrated_accuracy", "seed": args.seed, "pages": args.pages,
            "tol": args.tol, "model": seg.info.describe(),
            "per_style": pipeline.MAX_UNCALIBRATED_PER_STYLE,

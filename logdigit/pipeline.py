@@ -849,6 +849,27 @@ class _Bar:
             self.bar.close()
 
 
+def segment_plan(seg, grey: np.ndarray, layout, plan: ReadPlan, progress: bool = False,
+                 desc: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+    """Segment the rows a plan reads (plus :data:`SEGMENT_MARGIN` of context) of the
+    deskewed scan ``grey`` (uint8 [H, W]) at :func:`segmentation_scale`.
+
+    Returns (classes uint8 [H, W], curve code uint8 [H, W], scale); rows outside are 0.
+    Only uint8 arrays of the whole scan are made (no float copy)."""
+    H, W = grey.shape
+    top, bottom = plan.rows
+    s0, s1 = max(0, top - SEGMENT_MARGIN), min(H, bottom + SEGMENT_MARGIN)
+    classes = np.zeros((H, W), np.uint8)
+    code = np.zeros((H, W), np.uint8)   # curve code (also the confidence)
+    scale = segmentation_scale(layout)
+    bar = _Bar(progress, s1 - s0, desc)
+    try:
+        segment_scaled(seg, grey[s0:s1], scale, classes[s0:s1], code[s0:s1], progress=bar)
+    finally:
+        bar.close()
+    return classes, code, scale
+
+
 def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter=None,
                  page: int | None = None, fmt: str = "las", qc_path=None,
                  step: float | None = None, threads: int | None = None, device: str = "cpu",
@@ -917,15 +938,8 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
         scan.grey = None  # free the stored copy
     lap("deskew")
     top, bottom = plan.rows
-    s0, s1 = max(0, top - SEGMENT_MARGIN), min(H, bottom + SEGMENT_MARGIN)
-    classes = np.zeros((H, W), np.uint8)
-    code = np.zeros((H, W), np.uint8)   # curve code (also the confidence): no float copy
-    scale = segmentation_scale(layout)
-    bar = _Bar(progress, s1 - s0, scan_path.name)
-    try:
-        segment_scaled(seg, grey[s0:s1], scale, classes[s0:s1], code[s0:s1], progress=bar)
-    finally:
-        bar.close()
+    classes, code, scale = segment_plan(seg, grey, layout, plan, progress=progress,
+                                        desc=scan_path.name)
     lap("segment")
     clear_vertical_lines(classes, code, layout, plan.tracks, plan.rows,
                          (tracker or TrackerConfig()).curve_p_min, grey=grey)
