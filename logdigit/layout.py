@@ -65,6 +65,8 @@ MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
 MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
 GRID_GAP_MIN = 0.02         # a gap is inside a track if its grid contrast is >= this ...
 GRID_GAP_REL = 0.1          # ... and >= this share of the best gap's
+CROSSED_GAP_SHARE = 0.5     # a gap with less than this share of both neighbours' grid
+                            # contrast is a depth track crossed by the major lines only
 
 
 @dataclass
@@ -1162,6 +1164,26 @@ def _extend_weak_grid(gaps: list[dict]) -> None:
                         break
 
 
+def _drop_crossed_gaps(gaps: list[dict]) -> None:
+    """Unmark the grid gaps whose grid contrast is under :data:`CROSSED_GAP_SHARE` of the
+    measurable grid gaps on both sides and whose width differs from both by over 25 %: a
+    depth track that the heavy (major) lines cross while the minor lines stop at its
+    borders. Inside one track every division carries the same horizontal lines (on
+    1-bit prints their contrast still varies 3:1 between equal divisions, hence the
+    width test too)."""
+    idx = [i for i, g in enumerate(gaps) if not g["narrow"]]
+    drop = []
+    for k in range(1, len(idx) - 1):
+        g, a, b = gaps[idx[k]], gaps[idx[k - 1]], gaps[idx[k + 1]]
+        wg = g["x1"] - g["x0"]
+        odd = all(abs(wg - (h["x1"] - h["x0"])) > 0.25 * max(wg, h["x1"] - h["x0"]) for h in (a, b))
+        if odd and g["is_grid"] and a["is_grid"] and b["is_grid"] and \
+                g["grid"] < CROSSED_GAP_SHARE * min(a["grid"], b["grid"]):
+            drop.append(idx[k])
+    for i in drop:
+        gaps[i]["is_grid"] = False
+
+
 def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
     if len(lines) < 2:
         return [], None
@@ -1180,6 +1202,7 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
         g["is_grid"] = (not g["narrow"]) and g["grid"] >= max(0.002, 0.25 * best)
         g["weak"] = (not g["narrow"]) and g["grid"] >= max(GRID_GAP_MIN, GRID_GAP_REL * best)
     _extend_weak_grid(gaps)
+    _drop_crossed_gaps(gaps)
     # a gap too narrow to measure (two lines a few px apart: a doubled line, a scanner
     # streak) belongs to a track only if the measurable gaps on both sides do
     for i, g in enumerate(gaps):

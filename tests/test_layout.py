@@ -268,6 +268,39 @@ def test_rendered_page_with_split_first_track():
         assert abs(a - c) <= 4 and abs(b - d) <= 4, lay.tracks
 
 
+def test_depth_track_crossed_by_major_lines_is_not_a_division():
+    """A gap with under half its neighbours' grid contrast and another width is a depth
+    track crossed by the major lines (unmarked); equal-width divisions whose contrast
+    varies (1-bit prints), or an odd width with the same contrast, stay grid."""
+    from logdigit.layout import _drop_crossed_gaps
+
+    def gaps(spec):
+        return [{"x0": a, "x1": b, "grid": g, "narrow": False, "is_grid": True} for a, b, g in spec]
+
+    g = gaps([(29, 341, 0.29), (342, 654, 0.19), (655, 733, 0.08), (734, 999, 0.30)])
+    _drop_crossed_gaps(g)
+    assert [x["is_grid"] for x in g] == [True, True, False, True]
+    g = gaps([(270, 313, 0.58), (314, 358, 0.20), (359, 402, 0.67)])   # equal widths
+    _drop_crossed_gaps(g)
+    assert all(x["is_grid"] for x in g)
+    g = gaps([(29, 341, 0.29), (342, 654, 0.19), (655, 733, 0.15), (734, 999, 0.30)])
+    _drop_crossed_gaps(g)
+    assert all(x["is_grid"] for x in g)
+
+
+def test_rendered_page_with_depth_track_crossed_by_major_lines():
+    """layout_accuracy page 1 (seed 0): the major lines cross the depth track (654-733),
+    which was taken for a division of track 1."""
+    import cv2
+    from training.synth import render_page
+
+    page = render_page(0, 1, height=6000)
+    img = page.image if page.image.ndim == 2 else cv2.cvtColor(page.image, cv2.COLOR_RGB2GRAY)
+    lay = analyse(img)
+    _assert_tracks(lay, [(28, 654), (733, 1530), (1530, 2222)], tol=4)
+    assert lay.depth_track is not None and 654 <= sum(lay.depth_track) / 2 <= 733
+
+
 def test_bent_borders_are_followed():
     """Paper that slides sideways fast (3 px per 64 rows, 2.7 deg of local slant),
     turns back and jumps 7 px at a join: every track found, the drift reported
