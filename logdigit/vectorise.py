@@ -74,6 +74,8 @@ class TrackerConfig:
     same_curve_share: float = 0.05  #: uncalibrated: styles read this near (share of the track) are one curve
     code_miss_busy_cost: float = 5.0   #: miss_busy_cost there (other curves' pixels abound)
     code_teleport_cost: float = 20.0   #: teleport_cost there (jumps to other curves dearer)
+    curve_p_weak: float = 0.1     #: also read pixels down to this P(curve) (0: off) ...
+    weak_cost: float = 1.5        #: ... at this cost per row times the run's weak share
 
 
 @dataclass
@@ -381,13 +383,16 @@ def unroll(runs: Runs, period: int, levels: tuple[int, ...] = (-1, 0, 1)) -> tup
 
 
 def _narrow_keep(runs: Runs, cfg: TrackerConfig, width: float,
-                 line_rows: np.ndarray | None = None) -> np.ndarray:
+                 line_rows: np.ndarray | None = None,
+                 counted: np.ndarray | None = None) -> np.ndarray:
     """bool [K]: runs kept, grid lines taken for curve pixels dropped: runs spanning more than
     ``cfg.max_run_share`` of the track width (horizontal lines; when ``line_rows`` bool
     [n_rows] is given, only on the rows it marks as horizontal grid lines, so a curve
     sweeping across the track elsewhere is kept), and narrow runs lying wholly in
     columns covered on more than ``cfg.vline_share`` of the rows (vertical lines: a
-    curve does not sit on one column for most of a log)."""
+    curve does not sit on one column for most of a log). ``counted`` bool [K]: the runs
+    that count towards a column's coverage (default all; weak runs are left out, as
+    faint paper texture would make every column a line)."""
     drop = (runs.ends - runs.starts) > cfg.max_run_share * width
     if line_rows is not None and len(runs.rows):
         drop &= np.asarray(line_rows, bool)[runs.rows]
@@ -395,8 +400,10 @@ def _narrow_keep(runs: Runs, cfg: TrackerConfig, width: float,
     if len(runs.rows) and cfg.vline_share < 1:
         w = int(runs.ends.max()) + 1
         d = np.zeros(w + 1, np.int64)
-        np.add.at(d, runs.starts, 1)
-        np.add.at(d, runs.ends, -1)
+        cst, cen = (runs.starts, runs.ends) if counted is None else \
+            (runs.starts[counted], runs.ends[counted])
+        np.add.at(d, cst, 1)
+        np.add.at(d, cen, -1)
         core = np.cumsum(d)[:w] > cfg.vline_share * n_rows            # [w] bool
         line = core.copy()                                              # +-1 px tolerance
         line[1:] |= core[:-1]
@@ -639,11 +646,13 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
 
 def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
                     p_min: float, styles: list[int], merge_px: int = 2,
-                    merge_broken_px: int = 12, block: int = 8192) -> tuple[Runs, np.ndarray]:
+                    merge_broken_px: int = 12, block: int = 8192,
+                    p_strong: float | None = None):
     """Runs of likely-curve pixels (P(curve) >= ``p_min``, any style) over ``rows`` x
     ``cols`` (rows relative to ``rows[0]``), and per run the share of its curve pixels
     whose best allowed style (:func:`style_mask` with ``styles``) is each of
-    ``styles``: float32 [K, len(styles)].
+    ``styles``: float32 [K, len(styles)]; with ``p_strong``, also the share of each run's
+    pixels with P(curve) >= ``p_strong``: float32 [K].
 
     Runs closer than ``merge_px`` are merged; runs closer than ``merge_broken_px`` too
     when both are mostly of the same broken style (dashes of one curve in a flat
@@ -661,6 +670,11 @@ def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, in
         rr = find_runs(pm, merge_px)
         n_pm = _row_cumsum(pm)
         tot = n_pm[rr.rows, rr.ends] - n_pm[rr.rows, rr.starts]
+        if p_strong is not None:
+            ns = _row_cumsum((cb & CODE_P_MASK) >= code_p_level(p_strong))
+            strong = ns[rr.rows, rr.ends] - ns[rr.rows, rr.starts]
+        else:
+            strong = tot
         cnt = np.empty((len(rr.rows), len(styles)), np.int64)
         for k, st in enumerate(styles):
             cs = _row_cumsum(style_mask(cb, st, cb, allowed, p_min))
@@ -674,17 +688,21 @@ def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, in
             last = np.append(first[1:], len(r)) - 1
             cnt = np.add.reduceat(cnt, first, axis=0)
             tot = np.add.reduceat(tot, first)
+            strong = np.add.reduceat(strong, first)
             r, st_, en = r[first], st_[first], en[last]
         share = (cnt / np.maximum(tot, 1)[:, None]).astype(np.float32)
-        parts.append((r + (r0 - top), st_, en, share))
+        parts.append((r + (r0 - top), st_, en, share,
+                      (strong / np.maximum(tot, 1)).astype(np.float32)))
     if not parts:
         z = np.zeros(0, np.int64)
-        return (Runs(z, z, z, np.zeros(bottom - top + 1, np.int64)),
-                np.zeros((0, len(styles)), np.float32))
+        out = (Runs(z, z, z, np.zeros(bottom - top + 1, np.int64)),
+               np.zeros((0, len(styles)), np.float32))
+        return out if p_strong is None else out + (np.zeros(0, np.float32),)
     r = np.concatenate([p[0] for p in parts])
     runs = Runs(r, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
                 np.searchsorted(r, np.arange(bottom - top + 1)))
-    return runs, np.concatenate([p[3] for p in parts])
+    out = (runs, np.concatenate([p[3] for p in parts]))
+    return out if p_strong is None else out + (np.concatenate([p[4] for p in parts]),)
 
 
 def _row_cumsum(m: np.ndarray) -> np.ndarray:
@@ -701,7 +719,11 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     """Read all curves of a calibrated track from the curve code, jointly.
 
     Every curve is traced through the runs of likely-curve pixels of *any* style
-    (:func:`find_curve_runs`, P(curve) >= ``cfg.curve_p_min``); a run costs
+    (:func:`find_curve_runs`, P(curve) >= ``cfg.curve_p_min``), and of weak ones down to
+    ``cfg.curve_p_weak`` at ``cfg.weak_cost`` per row times the run's share of weak pixels
+    (cheaper than a miss, dearer than any strong run: where the network barely sees a
+    faded stretch the path still follows it, but it never leaves a strong run for a
+    weak one); a run costs
     ``cfg.style_cost`` per row times the share of its pixels that are not of the
     curve's style (by the best style the track lists), so a curve keeps its line
     through stretches the network labelled with a wrong style instead of losing it,
@@ -732,12 +754,16 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     own_ids = [tuple(c) if isinstance(c, (tuple, list)) else (int(c),) for c, _ in curves]
     styles = sorted({c for ids in own_ids for c in ids})
     conf_src = _conf_source(confidence, code)
-    found, share = find_curve_runs(code, (fr.top, fr.bottom), (fr.w0, fr.w1), cfg.curve_p_min,
-                                   styles, cfg.merge_px, cfg.merge_broken_px)
+    weak = 0 < cfg.curve_p_weak < cfg.curve_p_min
+    found, share, *strong = find_curve_runs(
+        code, (fr.top, fr.bottom), (fr.w0, fr.w1), cfg.curve_p_weak if weak else cfg.curve_p_min,
+        styles, cfg.merge_px, cfg.merge_broken_px, p_strong=cfg.curve_p_min if weak else None)
     runs, kept = fr.straight(found)
+    strong = strong[0][kept] if weak else np.ones(len(runs.rows), np.float32)
     keep = _narrow_keep(runs, cfg, width,
-                        None if line_rows is None else line_rows[fr.top:fr.bottom])
-    runs, share = runs.subset(keep), share[kept][keep]
+                        None if line_rows is None else line_rows[fr.top:fr.bottom],
+                        strong >= 0.5 if weak else None)
+    runs, share, strong = runs.subset(keep), share[kept][keep], strong[keep]
     size = (runs.ends - runs.starts)[:, None]
     evidence = (share * size).sum(0)
     cols = [[styles.index(c) for c in ids] for ids in own_ids]
@@ -747,12 +773,13 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
         wrap = curves[k][1]
         own = share[:, cols[k]].sum(1)
         busy = np.zeros(runs.n_rows, bool)
-        busy[runs.rows[own >= 0.5]] = True
-        x, used = _follow(runs, cfg, wrap, width, cfg.style_cost * (1.0 - own), busy)
+        busy[runs.rows[(own >= 0.5) & (strong >= 0.5)]] = True
+        emit = cfg.style_cost * (1.0 - own) + cfg.weak_cost * (1.0 - strong)
+        x, used = _follow(runs, cfg, wrap, width, emit, busy)
         out[k] = _result(x, fr, xl, width, code.shape, cfg, *conf_src)
         left = np.ones(len(runs.rows), bool)   # the next curves use what this one left
         left[used] = False
-        runs, share = runs.subset(left), share[left]
+        runs, share, strong = runs.subset(left), share[left], strong[left]
     return out
 
 

@@ -355,6 +355,36 @@ def test_faint_curve_read_from_code():
     assert not np.isfinite(none.values).any()
 
 
+@pytest.mark.parametrize("p_weak", [0.0, 0.1])
+def test_weak_stretch_read_when_asked(p_weak):
+    """A curve whose middle third the network barely sees (P(curve) 0.2): with
+    ``curve_p_weak`` 0.1 it is read through (one path, on the line); without, the middle
+    is a long NULL gap. A weak blob beside a strong stretch never pulls the path off."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.vectorise import trace_track
+
+    h, w = 900, 300
+    r = np.arange(h)
+    x = 150 + 60 * np.sin(r / 70.0)
+    on = _draw(h, w + 1, x) > 0
+    solid = STYLE_TO_CLASS["solid"]
+    p = np.where((r >= 300) & (r < 600), 0.2, 0.9)[:, None] * on
+    blob = np.zeros_like(on)
+    blob[100:160, 20:26] = True                     # weak ink far from the strong curve
+    p = np.where(blob & ~on, 0.2, p)
+    code = _code(p, solid)
+    cfg = TrackerConfig(curve_p_weak=p_weak)
+    tr = trace_track(code, [(solid, False)], 0.0, float(w), cfg)[0]
+    got = tr.frac * w
+    mid = slice(300, 600)
+    assert np.nanmax(np.abs(got[:300] - x[:300])) < 2       # the blob is ignored
+    if p_weak:
+        assert np.isfinite(got[mid]).all() and np.nanmax(np.abs(got[mid] - x[mid])) < 2
+        assert tr.observed[mid].all()
+    else:
+        assert not np.isfinite(got[mid]).any()
+
+
 def test_trace_curves_follow_shift():
     """A curve drawn on paper shifted by s(r) px per row is read at its place relative
     to the shifted borders; sub-pixel shift included."""
