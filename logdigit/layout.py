@@ -1353,11 +1353,29 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
             # line, so the split wins only at such a line; 20 is left out: it is also two
             # adjacent standard tracks
             prior = 1.0 if n_div == 10 else (0.9 if n_div >= 6 else 0.75)
+            if 6 <= n_div <= 9 and _two_spacings(sorted(k), n_div):
+                prior *= 0.8
             best = max(best, fit * (0.9 if md > 1 else 1.0) * prior)
     for d in range(2, 6):  # log grid with its marks
         for m0 in (1, 2):  # the left border on a decade line or its 2 mark (0.2-200 ...)
             best = max(best, _log_fit(f, wts, d, float(_LOG_MARKS[m0 - 1]), tol))
     return best
+
+
+def _two_spacings(k: list[int], n_div: int) -> bool:
+    """Whether the division lines ``k`` (indices 1..n_div-1) found of an ``n_div`` grid
+    step by one spacing on one side and by another on the other (1,1,1,2,2): two
+    adjacent tracks of different grids (3 + 2 log decades read as 7 divisions), not one
+    track with faint lines missing here and there."""
+    steps = np.diff([0, *k, n_div])
+    vals = sorted(set(steps.tolist()))
+    if len(vals) != 2:
+        return False
+    for a, b in ((vals[0], vals[1]), (vals[1], vals[0])):
+        m = int(np.argmax(steps != a))
+        if m >= 2 and len(steps) - m >= 2 and (steps[:m] == a).all() and (steps[m:] == b).all():
+            return True
+    return False
 
 
 def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> float:
