@@ -1166,19 +1166,20 @@ def _extend_weak_grid(gaps: list[dict]) -> None:
 
 def _drop_crossed_gaps(gaps: list[dict]) -> None:
     """Unmark the grid gaps whose grid contrast is under :data:`CROSSED_GAP_SHARE` of the
-    measurable grid gaps on both sides and whose width differs from both by over 25 %: a
-    depth track that the heavy (major) lines cross while the minor lines stop at its
-    borders. Inside one track every division carries the same horizontal lines (on
-    1-bit prints their contrast still varies 3:1 between equal divisions, hence the
-    width test too)."""
+    measurable grid gaps on both sides when their width differs from both by over 25 %,
+    or under half that share whatever their width: a depth track that the heavy (major)
+    lines cross while the minor lines stop at its borders. Inside one track every
+    division carries the same horizontal lines (on 1-bit prints their contrast still
+    varies 3:1 between equal divisions, hence the width test for the milder drop)."""
     idx = [i for i, g in enumerate(gaps) if not g["narrow"]]
     drop = []
     for k in range(1, len(idx) - 1):
         g, a, b = gaps[idx[k]], gaps[idx[k - 1]], gaps[idx[k + 1]]
         wg = g["x1"] - g["x0"]
         odd = all(abs(wg - (h["x1"] - h["x0"])) > 0.25 * max(wg, h["x1"] - h["x0"]) for h in (a, b))
-        if odd and g["is_grid"] and a["is_grid"] and b["is_grid"] and \
-                g["grid"] < CROSSED_GAP_SHARE * min(a["grid"], b["grid"]):
+        share = CROSSED_GAP_SHARE if odd else CROSSED_GAP_SHARE / 2
+        if g["is_grid"] and a["is_grid"] and b["is_grid"] and \
+                g["grid"] < share * min(a["grid"], b["grid"]):
             drop.append(idx[k])
     for i in drop:
         gaps[i]["is_grid"] = False

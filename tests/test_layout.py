@@ -286,6 +286,9 @@ def test_depth_track_crossed_by_major_lines_is_not_a_division():
     g = gaps([(29, 341, 0.29), (342, 654, 0.19), (655, 733, 0.15), (734, 999, 0.30)])
     _drop_crossed_gaps(g)
     assert all(x["is_grid"] for x in g)
+    g = gaps([(697, 768, 0.70), (771, 856, 0.09), (859, 926, 0.75)])  # far fainter: dropped
+    _drop_crossed_gaps(g)
+    assert [x["is_grid"] for x in g] == [True, False, True]
 
 
 def test_rendered_page_with_depth_track_crossed_by_major_lines():
