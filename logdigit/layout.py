@@ -65,6 +65,8 @@ MIN_SKEW_DEG = 0.005        # below this the scan is treated as straight
 MIN_GRID_PX = 3.0           # smallest horizontal grid spacing searched
 GRID_GAP_MIN = 0.02         # a gap is inside a track if its grid contrast is >= this ...
 GRID_GAP_REL = 0.1          # ... and >= this share of the best gap's
+HEAVY_PCT = 75              # a border is heavy against this percentile of the group's other inner
+                            # lines (not the top: those include the other tracks' borders)
 CROSSED_GAP_SHARE = 0.5     # a gap with less than this share of both neighbours' grid
                             # contrast is a depth track crossed by the major lines only
 
@@ -1425,7 +1427,7 @@ def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
     other_max = np.zeros(n)
     for i in range(1, n - 1):  # heaviest other inner line of the group
         rest = np.delete(inner, i - 1)
-        other_max[i] = float(np.percentile(rest, 90)) if len(rest) else 0.0
+        other_max[i] = float(np.percentile(rest, HEAVY_PCT)) if len(rest) else 0.0
     total = x[-1] - x[0]
     min_w = max(40.0, 0.06 * w)
     if total < 2 * min_w:

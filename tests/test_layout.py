@@ -304,6 +304,19 @@ def test_rendered_page_with_depth_track_crossed_by_major_lines():
     assert lay.depth_track is not None and 654 <= sum(lay.depth_track) / 2 <= 733
 
 
+def test_border_as_heavy_as_the_other_borders_splits_a_group():
+    """layout_accuracy seed 1 page 14: four tracks whose borders (weight 4.4) are twice
+    their divisions (2.3). The border at 597 splits 2 + 2 equal divisions from the
+    4-division whole because it is heavier than most other inner lines of the group; the
+    group's other borders (also inner lines) no longer count as the reference."""
+    import cv2
+    from training.synth import render_page
+
+    page = render_page(1, 14, height=6000)
+    img = page.image if page.image.ndim == 2 else cv2.cvtColor(page.image, cv2.COLOR_RGB2GRAY)
+    _assert_tracks(analyse(img), [(189, 597), (597, 1011), (1011, 1385), (1385, 1754)], tol=4)
+
+
 def test_bent_borders_are_followed():
     """Paper that slides sideways fast (3 px per 64 rows, 2.7 deg of local slant),
     turns back and jumps 7 px at a join: every track found, the drift reported
