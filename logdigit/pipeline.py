@@ -699,6 +699,19 @@ def _median_gap(a, b) -> float | None:
     return float(np.median(np.abs(a.frac[both] - b.frac[both])))
 
 
+def _interleaved_gap(a, b) -> float | None:
+    """Median distance (share of the track width) between two traces that take turns:
+    on the rows one is observed and the other is only bridged (a curve the network
+    labels with one style, then another, in pieces shorter than the bridge). None when
+    such rows number fewer than :data:`MIN_SHARED_ROWS` on either side."""
+    fa, fb = np.isfinite(a.frac), np.isfinite(b.frac)
+    ra, rb = a.observed & fb & ~b.observed, b.observed & fa & ~a.observed
+    if int(ra.sum()) < MIN_SHARED_ROWS or int(rb.sum()) < MIN_SHARED_ROWS:
+        return None
+    both = ra | rb
+    return float(np.median(np.abs(a.frac[both] - b.frac[both])))
+
+
 def _apart(a, b, tol: float) -> bool:
     """Two traces run apart: their :func:`_median_gap` is known and over ``tol``."""
     gap = _median_gap(a, b)
@@ -757,8 +770,10 @@ def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None
                       ) -> list[list[int]]:
     """Indices of ``traces`` (CurveTrace) grouped into curves: two traces are one curve
     when, on the rows both are observed (at least ``MIN_SHARED_ROWS``), their positions
-    differ by at most ``tol`` (share of the track width) at the median; groups are the
-    unions of such pairs, nearest pairs first.
+    differ by at most ``tol`` (share of the track width) at the median, or, when they are
+    seldom observed together, on the rows where one is observed and the other bridged
+    (:func:`_interleaved_gap`: one curve whose style flickers); groups are the unions of
+    such pairs, nearest pairs first.
 
     ``styles`` (class id per trace): a group holds at most one trace of each style. Two
     curves of one style were read apart on purpose, and a fragment of a third style
@@ -777,6 +792,8 @@ def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None
     for i in range(n):
         for j in range(i + 1, n):
             gap = _median_gap(traces[i], traces[j])
+            if gap is None:
+                gap = _interleaved_gap(traces[i], traces[j])
             if gap is not None and gap <= tol:
                 pairs.append((gap, i, j))
     for _, i, j in sorted(pairs):

@@ -706,6 +706,33 @@ def test_uncalibrated_two_curves_of_one_style(with_code):
     assert sorted(got) == ["T1_SOLID"], sorted(got)
 
 
+def test_uncalibrated_curve_whose_style_flickers_is_read_once():
+    """One curve the network labels solid and dash-dot in turns (pieces of 30 rows, never
+    both on one row): without a calibration it is one curve, not a solid and a dash-dot
+    one that each cover half the rows."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+
+    h, w = 1500, 300
+    r = np.arange(h)
+    x = 150 + 60 * np.sin(r / 90.0)
+    on = _draw(h, w, x) > 0
+    solid, dashdot = STYLE_TO_CLASS["solid"], STYLE_TO_CLASS["dashdot"]
+    style = np.where((r // 30) % 2 == 0, solid, dashdot)[:, None]
+    classes = np.where(on, style, 0).astype(np.uint8)
+    code = np.where(on, (15 | ((style - 1) << 4) | ((np.where(style == solid, dashdot, solid) - 1)
+                                                    << 6)), 0).astype(np.uint8)
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h)
+    dig = digitise(classes, None, L, code=code)
+    names = [c.mnemonic for c in dig.table.curves]
+    assert len(names) == 1, names
+    v = dig.table.curves[0].values * w
+    truth = np.interp(dig.table.depth, r, x)
+    ok = np.isfinite(v)
+    assert ok.mean() > 0.95 and np.median(np.abs(v[ok] - truth[ok])) < 1.5
+
+
 def test_same_curve_groups_never_chain_two_curves_of_one_style():
     """Two solid curves read apart (they cross, 8.5 % apart at the median) and a dash-dot
     fragment along their middle (4 % from each): grouped as curves, the fragment joins
