@@ -765,7 +765,6 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
     return out
 
 
-
 def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None
                       ) -> list[list[int]]:
     """Indices of ``traces`` (CurveTrace) grouped into curves: two traces are one curve

@@ -647,12 +647,13 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
 def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
                     p_min: float, styles: list[int], merge_px: int = 2,
                     merge_broken_px: int = 12, block: int = 8192,
-                    p_strong: float | None = None):
+                    p_strong: float | None = None) -> tuple[Runs, np.ndarray, np.ndarray]:
     """Runs of likely-curve pixels (P(curve) >= ``p_min``, any style) over ``rows`` x
     ``cols`` (rows relative to ``rows[0]``), and per run the share of its curve pixels
     whose best allowed style (:func:`style_mask` with ``styles``) is each of
-    ``styles``: float32 [K, len(styles)]; with ``p_strong``, also the share of each run's
-    pixels with P(curve) >= ``p_strong``: float32 [K].
+    ``styles``: float32 [K, len(styles)]; and the share of each run's pixels with
+    P(curve) >= ``p_strong``: float32 [K] (all 1 when ``p_strong`` is None or not above
+    ``p_min``).
 
     Runs closer than ``merge_px`` are merged; runs closer than ``merge_broken_px`` too
     when both are mostly of the same broken style (dashes of one curve in a flat
@@ -670,7 +671,7 @@ def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, in
         rr = find_runs(pm, merge_px)
         n_pm = _row_cumsum(pm)
         tot = n_pm[rr.rows, rr.ends] - n_pm[rr.rows, rr.starts]
-        if p_strong is not None:
+        if p_strong is not None and code_p_level(p_strong) > level:
             ns = _row_cumsum((cb & CODE_P_MASK) >= code_p_level(p_strong))
             strong = ns[rr.rows, rr.ends] - ns[rr.rows, rr.starts]
         else:
@@ -695,14 +696,12 @@ def find_curve_runs(code: np.ndarray, rows: tuple[int, int], cols: tuple[int, in
                       (strong / np.maximum(tot, 1)).astype(np.float32)))
     if not parts:
         z = np.zeros(0, np.int64)
-        out = (Runs(z, z, z, np.zeros(bottom - top + 1, np.int64)),
-               np.zeros((0, len(styles)), np.float32))
-        return out if p_strong is None else out + (np.zeros(0, np.float32),)
+        return (Runs(z, z, z, np.zeros(bottom - top + 1, np.int64)),
+                np.zeros((0, len(styles)), np.float32), np.zeros(0, np.float32))
     r = np.concatenate([p[0] for p in parts])
     runs = Runs(r, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
                 np.searchsorted(r, np.arange(bottom - top + 1)))
-    out = (runs, np.concatenate([p[3] for p in parts]))
-    return out if p_strong is None else out + (np.concatenate([p[4] for p in parts]),)
+    return runs, np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts])
 
 
 def _row_cumsum(m: np.ndarray) -> np.ndarray:
@@ -754,15 +753,14 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     own_ids = [tuple(c) if isinstance(c, (tuple, list)) else (int(c),) for c, _ in curves]
     styles = sorted({c for ids in own_ids for c in ids})
     conf_src = _conf_source(confidence, code)
-    weak = 0 < cfg.curve_p_weak < cfg.curve_p_min
-    found, share, *strong = find_curve_runs(
-        code, (fr.top, fr.bottom), (fr.w0, fr.w1), cfg.curve_p_weak if weak else cfg.curve_p_min,
-        styles, cfg.merge_px, cfg.merge_broken_px, p_strong=cfg.curve_p_min if weak else None)
+    found, share, strong = find_curve_runs(
+        code, (fr.top, fr.bottom), (fr.w0, fr.w1), min(cfg.curve_p_weak or 1.0, cfg.curve_p_min),
+        styles, cfg.merge_px, cfg.merge_broken_px, p_strong=cfg.curve_p_min)
     runs, kept = fr.straight(found)
-    strong = strong[0][kept] if weak else np.ones(len(runs.rows), np.float32)
+    strong = strong[kept]
     keep = _narrow_keep(runs, cfg, width,
                         None if line_rows is None else line_rows[fr.top:fr.bottom],
-                        strong >= 0.5 if weak else None)
+                        strong >= 0.5)
     runs, share, strong = runs.subset(keep), share[kept][keep], strong[keep]
     size = (runs.ends - runs.starts)[:, None]
     evidence = (share * size).sum(0)
