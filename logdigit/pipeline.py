@@ -373,13 +373,15 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
                          p_min: float = 0.35, grey: np.ndarray | None = None) -> int:
     """Remove vertical grid lines that the network took for curve, IN PLACE.
 
-    For each vertical line the layout found inside a track (``layout.lines``, present
-    on at least ``VLINE_MIN_PRESENCE`` of the rows; following the paper's drift), the
+    For each vertical line the layout found inside or on the border of a track
+    (``layout.lines``, present on at least ``VLINE_MIN_PRESENCE`` of the rows; following
+    the paper's drift), the
     line's band (width + ``VLINE_PAD`` each side) is set to background on every row
     where no curve pixel lies within ``VLINE_CLEAR_PX`` outside the band: there the
     only "curve" is the line itself. A curve crossing the line or running along it
     keeps its pixels (they reach past the band). Without this, heavy division lines on
-    paper scans pull the tracker into vertical staircases.
+    paper scans pull the tracker into vertical staircases, and a broken track border
+    that the network calls dashed draws a curve onto it in its own dash gaps.
 
     With the deskewed scan ``grey`` (uint8 [H, W]), a row is cleared only when its ink in
     the band is no wider than the line itself (+1 px): a curve running along the line,
@@ -402,8 +404,8 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
         if float(ln.get("presence", 0.0)) < VLINE_MIN_PRESENCE:
             continue
         x = float(ln["x"])
-        if not any(tp.xl + VLINE_PAD + 1 < x < tp.xr - VLINE_PAD - 1 for tp in tracks):
-            continue  # track borders are handled by the track windows
+        if not any(tp.xl - VLINE_PAD - 2 <= x <= tp.xr + VLINE_PAD + 2 for tp in tracks):
+            continue   # a line outside every track read (a border or rule of another part)
         b0 = int(ln["x0"]) - VLINE_PAD
         b1 = int(ln["x1"]) + VLINE_PAD          # band [b0, b1) at row_ref
         lo = b0 - VLINE_CLEAR_PX

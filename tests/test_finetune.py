@@ -38,6 +38,24 @@ def test_config_layering_and_unknown_keys(tmp_path):
         resolve(FinetuneConfig(), bad)
 
 
+def test_render_overrides_reach_the_train_split_only(tmp_path):
+    """data.render.* sets renderer ranges of the train tiles (typed, unknown keys
+    refused); the val split keeps the defaults so that its scores compare across runs."""
+    from training.finetune import render_config
+    from training.synth import RenderConfig
+
+    cfg = tiny_cfg(tmp_path, "data.source=synth", "data.render.shading_prob=0.7",
+                   "data.render.shading_level=[0.2, 0.5]")
+    rc = render_config(cfg.data)
+    assert rc.shading_prob == 0.7 and rc.shading_level == (0.2, 0.5)
+    assert rc.fade_prob == RenderConfig().fade_prob
+    assert make_dataset(cfg.data, "train").cfg == rc
+    assert make_dataset(cfg.data, "val").cfg == RenderConfig()
+    bad = tiny_cfg(tmp_path, "data.source=synth", "data.render.shadingprob=0.7")
+    with pytest.raises(ConfigError, match="data.render.shadingprob"):
+        make_dataset(bad.data, "train")
+
+
 def test_tiny_finetune_overfits_handful_of_tiles(tmp_path):
     cfg = tiny_cfg(tmp_path, "data.count=10", "data.val_fraction=0.2", "batch_size=4",
                    "steps=100", "val_every=50", "optim.warmup_steps=3", "optim.lr=0.02")

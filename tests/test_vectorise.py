@@ -640,6 +640,46 @@ def test_vertical_grid_line_taken_for_curve_is_cleared():
     assert on_line_share(classes) < 0.01
 
 
+def test_broken_track_border_taken_for_dashed_curve_is_cleared():
+    """A broken track border the network labelled dashed, and a dashed curve of the
+    track with faded stretches: the tracker hops onto the border in the fades. The
+    border is a line of the layout on the track's edge: cleared, the curve is read on
+    its own line only, and where it touches the border it keeps its pixels."""
+    from logdigit.layout import Layout
+    from logdigit.pipeline import TrackPlan, clear_vertical_lines
+    from logdigit.vectorise import trace_track
+
+    h, w = 1200, 320
+    r = np.arange(h)
+    x = 120 + 60 * np.sin(r / 90.0)
+    x[500:540] = np.linspace(x[500], 297, 40)      # out to the border and back
+    x[540:580] = np.linspace(297, x[580], 40)
+    classes = _draw(h, w, x, cls=2)
+    classes[(r % 20) >= 12] = 0                    # dash gaps
+    classes[(r // 150) % 4 == 2] = 0               # faded stretches
+    border = np.zeros((h, w), bool)
+    border[(r % 37) < 30, 293:300] = True          # the broken border, labelled dashed
+    classes[border] = 2                            # (wider than its ink: no thin column)
+    L = Layout(shape=(h, w), tracks=[(0, 299)], log_bottom=h,
+               lines=[{"x": 296.5, "x0": 294, "x1": 299, "width": 5.0, "presence": 0.8}])
+    plan = [TrackPlan(0, 0.0, 299.0, None)]
+    far = np.abs(x - 297) > 20
+
+    def on_border_rows(cls):
+        code = np.where(cls > 0, 15 | ((cls - 1) << 4), 0).astype(np.uint8)
+        got = trace_track(code, [(2, False)], 0.0, 299.0)[0].frac * 299.0
+        return int(np.sum((np.abs(got - 297) < 4) & far))
+
+    assert on_border_rows(classes) > 20            # the hops
+    cleared = classes.copy()
+    assert clear_vertical_lines(cleared, None, L, plan, (0, h)) == 1
+    assert on_border_rows(cleared) == 0
+    curve = _draw(h, w, x, cls=2) > 0
+    touch = np.zeros((h, w), bool)
+    touch[:, 289:293] = True                       # the curve's pixels just inside the band
+    assert np.array_equal(cleared[curve & touch], classes[curve & touch])
+
+
 def test_curve_running_along_a_line_is_kept_with_the_scan():
     """A curve that runs down beside a division line for 100 rows, inside the line's
     band: from the masks alone it is indistinguishable from the line taken for curve;

@@ -25,7 +25,7 @@ import torch
 from logdigit.constants import BINARY_CLASS_MAP, CLASS_MAP
 from training import engine
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ConfigError, config_sha256, resolve, save_resolved, to_dict
+from training.config import ConfigError, config_sha256, merge, resolve, save_resolved, to_dict
 from training.losses import LossConfig, build_loss
 from training.metrics import SegMetrics
 from training.models import build_model
@@ -46,6 +46,9 @@ class DataConfig:
     tiles_per_page: int = 8
     cache_dir: str | None = None
     val_count: int = 0  # validation tiles scored during training; 0 = the whole val split
+    # RenderConfig overrides for the train split (e.g. {"shading_prob": 0.6}); the val
+    # split keeps the renderer defaults, so validation scores compare across runs
+    render: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -120,8 +123,22 @@ def make_dataset(data: DataConfig, split: str, count: int | None = None):
             from training.data import SynthTileDataset
         except ImportError as e:
             raise ConfigError(f"data.source=synth needs training.data ({e}); use data.source=toy") from None
-        return SynthTileDataset(tiles_per_page=data.tiles_per_page, cache_dir=data.cache_dir, **kw)
+        return SynthTileDataset(tiles_per_page=data.tiles_per_page, cache_dir=data.cache_dir,
+                                cfg=render_config(data) if split == "train" else None, **kw)
     raise ConfigError(f"data.source must be 'synth' or 'toy', got {data.source!r}")
+
+
+def render_config(data: DataConfig):
+    """The renderer ranges of the train split: defaults with ``data.render`` applied.
+
+    Raises
+    ------
+    ConfigError
+        on a key :class:`training.synth.RenderConfig` does not have, or a bad value.
+    """
+    from training.synth import RenderConfig
+
+    return merge(RenderConfig(), data.render or {}, prefix="data.render.")
 
 
 def train_indices(n: int, fraction: float) -> list[int]:

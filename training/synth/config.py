@@ -41,6 +41,7 @@ class RenderConfig:
     partial_prob: float = 0.15                    #: per curve: starts late / stops early
     analogue_prob: float = 0.5                    #: wiggly analogue recording (else smooth digital print)
     shading_prob: float = 0.25                    #: fill between a curve and a track edge (x2 on colour prints)
+    shading_level: tuple[float, float] = (0.12, 0.35)  #: share of the fill inked (screen dot density)
     hatch_prob: float = 0.2                       #: hatched boxes (perforations, cores) in a track
     leader_prob: float = 0.35                     #: curve names with arrows pointing at the curve
     label_every_px: tuple[int, int] = (1200, 3000)  #: curve name labels repeated in tracks

@@ -456,7 +456,7 @@ def _add_print_extras(spec: PageSpec, cfg: RenderConfig, rng: np.random.Generato
         if cand:
             k = int(rng.choice(cand))
             rgb = ((230, 200, 60), (120, 200, 120), (200, 160, 110), (140, 170, 230))[int(rng.integers(0, 4))]
-            spec.shading.append((k, bool(rng.random() < 0.5), float(rng.uniform(0.12, 0.35)), rgb))
+            spec.shading.append((k, bool(rng.random() < 0.5), float(rng.uniform(*cfg.shading_level)), rgb))
     if rng.random() < cfg.hatch_prob:
         x0, x1 = spec.depth_x if (spec.depth_x[1] > spec.depth_x[0] and rng.random() < 0.5) else \
             (spec.tracks[0].x0, spec.tracks[0].x0 + (spec.tracks[0].x1 - spec.tracks[0].x0) // 3)
