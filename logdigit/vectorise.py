@@ -74,7 +74,7 @@ class TrackerConfig:
     same_curve_share: float = 0.05  #: uncalibrated: styles read this near (share of the track) are one curve
     code_miss_busy_cost: float = 5.0   #: miss_busy_cost there (other curves' pixels abound)
     code_teleport_cost: float = 20.0   #: teleport_cost there (jumps to other curves dearer)
-    curve_p_weak: float = 0.1     #: also read pixels down to this P(curve) (0: off) ...
+    curve_p_weak: float = 0.05    #: also read pixels down to this P(curve) (0: off; 0.05: any nonzero code level) ...
     weak_cost: float = 1.5        #: ... at this cost per row times the run's weak share
 
 

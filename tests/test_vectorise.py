@@ -355,7 +355,7 @@ def test_faint_curve_read_from_code():
     assert not np.isfinite(none.values).any()
 
 
-@pytest.mark.parametrize("p_weak", [0.0, 0.1])
+@pytest.mark.parametrize("p_weak", [0.0, 0.05, 0.1])
 def test_weak_stretch_read_when_asked(p_weak):
     """A curve whose middle third the network barely sees (P(curve) 0.2): with
     ``curve_p_weak`` 0.1 it is read through (one path, on the line); without, the middle
