@@ -45,6 +45,8 @@ Algorithm (see docs/layout.md)
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -1381,6 +1383,14 @@ def _two_spacings(k: list[int], n_div: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def _log_marks_inside(d: int, phi: float) -> dict[int, int]:
+    """How many lines of each kind (0: decade, 1..8: the 2..9 marks) a log grid of
+    ``d`` decades starting ``phi`` into a decade has strictly inside the track."""
+    return {mm: sum(1 for jj in range(0, d + 2)
+                    if 1e-6 < jj + _LOG_MARKS[mm] - phi < d - 1e-6) for mm in range(9)}
+
+
 def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> float:
     """Fit of inner lines at track fractions ``f`` (weights ``wts``) to a log grid of
     ``d`` decades whose left border sits ``phi`` (log10 of a 1..9 mark) into a decade.
@@ -1397,9 +1407,7 @@ def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> 
     hits: dict[int, set] = {}
     for jj, mm in zip(j[ok].astype(int), m[ok]):
         hits.setdefault(int(mm), set()).add(int(jj))
-    # how many of each line kind the grid has strictly inside the track
-    want_n = {mm: sum(1 for jj in range(0, d + 2)
-                      if 1e-6 < jj + _LOG_MARKS[mm] - phi < d - 1e-6) for mm in range(9)}
+    want_n = _log_marks_inside(d, phi)
     used = [mm for mm in range(1, 9) if want_n[mm] and
             len(hits.get(mm, ())) >= max(1, want_n[mm] / 2)]
     if len(used) < 2:
