@@ -54,12 +54,12 @@ def strip_page(rows: int, width: int = 2000, binarize: bool = False):
 
 def network_alone(seg, img: np.ndarray) -> float:
     """Seconds the network alone takes over ``img`` in full-width bands of the tile height."""
-    from logdigit.segment import normalise
+    from logdigit.segment import BATCH_PIXELS, normalise
 
     s = seg.info.stride
     h, w = img.shape
     pw = -(-w // s) * s
-    band = max(seg.tile, (2_000_000 // pw) // s * s)
+    band = max(seg.tile, (BATCH_PIXELS // pw) // s * s)   # the band convert uses, less its halo
     seg.run(np.zeros((1, 1, band, pw), np.float32))       # warm-up
     total = 0.0
     for y in range(0, h, band):
