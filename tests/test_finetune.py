@@ -97,6 +97,36 @@ def test_checkpoint_round_trip(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+def test_average_checkpoints_means_weights_and_refuses_other_networks(tmp_path):
+    """`logdigit-train average`: float weights are the mean, counters come from the
+    first, the sources are recorded and the config is written beside; checkpoints of
+    another network are refused with a message naming the file."""
+    from training.cli import main
+
+    def ckpt(name, seed, **args):
+        torch.manual_seed(seed)
+        m = build_model("unet_light", **args)
+        return m, save_checkpoint(tmp_path / name, kind="finetune", model_name=m.name,
+                                  model_args=m.model_args, state_dict=m.state_dict(),
+                                  config={"seed": seed}, config_sha256="x" * 64, step=seed)
+
+    (m1, p1), (m2, p2) = ckpt("a.pt", 1, base_width=4, depth=2), ckpt("b.pt", 2, base_width=4, depth=2)
+    out = tmp_path / "soup" / "best.pt"
+    res = CliRunner().invoke(main, ["average", str(p1), str(p2), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    ck = load_checkpoint(out)
+    for k, v in m1.state_dict().items():
+        w = m2.state_dict()[k]
+        want = (v + w) / 2 if v.is_floating_point() else v
+        assert torch.allclose(ck["state_dict"][k], want, atol=1e-6), k
+    assert ck["step"] == 2 and len(ck["metrics"]["weight_average_of"]) == 2
+    assert yaml.safe_load((out.parent / "config.yaml").read_text()) == {"seed": 1}
+    _, p3 = ckpt("c.pt", 3, base_width=8, depth=2)
+    res = CliRunner().invoke(main, ["average", str(p1), str(p3), "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 1 and "c.pt" in res.output and "differs" in res.output
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_resume_continues_from_last(tmp_path):
     cfg = tiny_cfg(tmp_path, "steps=8", "max_minutes=0.00001")  # stops after the first step
     r1 = run(cfg, quiet=True)

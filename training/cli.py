@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "synth": "training.synth.cli:synth",
     "finetune": "training.finetune:cli",
     "evaluate": "training.evaluate:cli",
+    "average": "training.average:cli",
     "pretrain-inpaint": "training.pretrain_inpaint:cli",
     "pretrain-densecl": "training.pretrain_densecl:cli",
     "export": "export.cli:cli",
