@@ -46,7 +46,6 @@ Algorithm (see docs/layout.md)
 from __future__ import annotations
 
 import functools
-
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -1384,11 +1383,12 @@ def _two_spacings(k: list[int], n_div: int) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _log_marks_inside(d: int, phi: float) -> dict[int, int]:
-    """How many lines of each kind (0: decade, 1..8: the 2..9 marks) a log grid of
-    ``d`` decades starting ``phi`` into a decade has strictly inside the track."""
-    return {mm: sum(1 for jj in range(0, d + 2)
-                    if 1e-6 < jj + _LOG_MARKS[mm] - phi < d - 1e-6) for mm in range(9)}
+def _log_marks_inside(d: int, phi: float) -> tuple[int, ...]:
+    """How many lines of each kind (index 0: decade, 1..8: the 2..9 marks) a log grid of
+    ``d`` decades starting ``phi`` into a decade has strictly inside the track (a tuple:
+    the cached value cannot be changed by a caller)."""
+    return tuple(sum(1 for jj in range(0, d + 2)
+                     if 1e-6 < jj + _LOG_MARKS[mm] - phi < d - 1e-6) for mm in range(9))
 
 
 def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> float:
