@@ -42,6 +42,15 @@ from .constants import STYLE_TO_CLASS
 from .segment import CODE_P_LEVELS, CODE_P_MASK
 
 
+#: Rows of context either side of a gap for the second read that fills it
+#: (:func:`trace_track`): enough for its path to settle on the curve before the anchor.
+FILL_MARGIN_ROWS: int = 100
+
+#: A wrapped curve's stretch that resumes after a long gap within this share of the
+#: track width of where it left keeps its level (:func:`relevel_segments`).
+RELEVEL_NEAR: float = 0.08
+
+
 @dataclass
 class TrackerConfig:
     """Tracker costs and gap rules (pixels / rows of the deskewed scan)."""
@@ -76,6 +85,8 @@ class TrackerConfig:
     code_teleport_cost: float = 20.0   #: teleport_cost there (jumps to other curves dearer)
     curve_p_weak: float = 0.05    #: also read pixels down to this P(curve) (0: off; 0.05: any nonzero code level) ...
     weak_cost: float = 1.5        #: ... at this cost per row times the run's weak share
+    fill_style_cost: float = 2.9  #: style_cost of a second read that fills anchored gaps (0: off)
+    fill_anchor: float = 0.01     #: ... where both reads agree this near (share of width) at both ends
 
 
 @dataclass
@@ -446,25 +457,37 @@ class CurveTrace:
     confidence: np.ndarray
 
 
-def relevel_segments(x: np.ndarray, period: float, min_gap: int) -> np.ndarray:
+def relevel_segments(x: np.ndarray, period: float, min_gap: int,
+                     near: float = RELEVEL_NEAR) -> np.ndarray:
     """Backup level of each stretch of a wrapped curve that no bridge joins to the rest.
 
     ``x`` float [n]: unrolled positions (window columns, level ``floor(x / period)``),
     NaN where not read. Across a gap longer than ``min_gap`` rows the tracker carries
-    the level over by nearness alone, which says little after a long drop-out; each
-    such stretch is moved by whole periods to spend the fewest rows off the main
-    trace (the same prior the tracker's ``level_cost`` applies)."""
+    the level over by nearness alone, which says little after a long drop-out when the
+    curve comes back far from where it left; such a stretch is moved by whole periods
+    to spend the fewest rows off the main trace (the same prior the tracker's
+    ``level_cost`` applies). A stretch that resumes within ``near`` x ``period`` of
+    where the stretch before it ended (at some level) keeps that continuity instead:
+    a curve that left at the middle of the track and comes back there has not wrapped,
+    however long the gap or however long it later stays on a backup trace."""
     x = np.asarray(x, np.float64).copy()
     ok = np.flatnonzero(np.isfinite(x))
     if len(ok) < 2 or period <= 0:
         return x
     cut = np.flatnonzero(np.diff(ok) > min_gap + 1) + 1
+    end = None
     for seg in np.split(ok, cut):
         lv = np.floor(x[seg] / period)
-        cost = {k: float(np.abs(lv + k).sum()) for k in (-1, 0, 1)}
-        k = min(cost, key=lambda v: (cost[v], abs(v)))
+        ks = (-1, 0, 1)
+        jump = {k: abs(x[seg[0]] + k * period - end) for k in ks} if end is not None else {}
+        if jump and min(jump.values()) < near * period:
+            k = min(ks, key=lambda v: jump[v])
+        else:
+            cost = {k: float(np.abs(lv + k).sum()) for k in ks}
+            k = min(cost, key=lambda v: (cost[v], abs(v)))
         if k:
             x[seg] += k * period
+        end = x[seg[-1]]
     return x
 
 
@@ -742,11 +765,99 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     xl, xr, cfg, rows, confidence, shift, line_rows
         As in :func:`trace_curves`.
 
+    Gaps longer than ``cfg.max_gap_px`` that the read leaves are filled from a second
+    read at ``cfg.fill_style_cost`` (below the cost of a miss, so it follows runs of
+    another style rather than skip them: a curve the network labels with a wrong style
+    for a long stretch), but only where that read meets the first one, within
+    ``cfg.fill_anchor`` of the track width, at both ends of the gap
+    (:func:`fill_anchored_gaps`); elsewhere the cheaper read would as soon follow a
+    neighbouring curve.
+
     Returns
     -------
     list of CurveTrace or None, in the order of ``curves``.
     """
-    cfg = replace(cfg or TrackerConfig())
+    cfg = cfg or TrackerConfig()
+    out = _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows)
+    if not 0 < cfg.fill_style_cost < cfg.style_cost:
+        return out
+    top, bottom = (0, code.shape[0]) if rows is None else rows
+    windows = _gap_windows(out, FILL_MARGIN_ROWS, (top, bottom))
+    if not windows:
+        return out
+    fill_cfg = replace(cfg, style_cost=cfg.fill_style_cost, fill_style_cost=0.0)
+    second = [np.full(code.shape[0], np.nan) for _ in curves]
+    obs = [np.zeros(code.shape[0], bool) for _ in curves]
+    conf = [np.zeros(code.shape[0]) for _ in curves]
+    for w0, w1 in windows:   # the second read only around the gaps (it costs a whole read)
+        got = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence, shift,
+                                line_rows)
+        for k, t in enumerate(got):
+            if t is not None:
+                second[k][w0:w1], obs[k][w0:w1], conf[k][w0:w1] = (
+                    t.frac[w0:w1], t.observed[w0:w1], t.confidence[w0:w1])
+    return [t if t is None else
+            fill_anchored_gaps(t, CurveTrace(second[k], obs[k], conf[k]), cfg.fill_anchor,
+                               [o.frac for j, o in enumerate(out) if j != k and o is not None])
+            for k, t in enumerate(out)]
+
+
+def _gap_windows(traces: list[CurveTrace | None], margin: int, rows: tuple[int, int]
+                 ) -> list[tuple[int, int]]:
+    """Row windows [w0, w1) holding every inner NaN stretch of ``traces`` with
+    ``margin`` rows either side (within ``rows``), overlapping ones merged."""
+    spans = []
+    for t in traces:
+        if t is None:
+            continue
+        idx = np.flatnonzero(np.isfinite(t.frac))
+        for k in np.flatnonzero(np.diff(idx) > 1) if len(idx) > 1 else []:
+            spans.append((max(rows[0], idx[k] - margin), min(rows[1], idx[k + 1] + 1 + margin)))
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((int(a), int(b)))
+    return out
+
+
+def fill_anchored_gaps(a: CurveTrace, b: CurveTrace, tol: float,
+                       others: list[np.ndarray] = (), max_shared: float = 0.25
+                       ) -> CurveTrace:
+    """``a`` with each NaN stretch that has readings on both sides filled from ``b``
+    where ``b`` is within ``tol`` (fraction of width) of ``a`` on both bordering rows
+    and runs along none of ``others`` (the other curves' reads, float [H] fractions)
+    on more than ``max_shared`` of the stretch's rows (crossings aside, such a fill
+    has left its curve for a neighbour's line and come back).
+
+    ``a``, ``b``: two reads of one curve over the same rows ([H] each)."""
+    frac, obs, conf = a.frac.copy(), a.observed.copy(), a.confidence.copy()
+    idx = np.flatnonzero(np.isfinite(frac))
+    if len(idx) < 2:
+        return a
+    for k in np.flatnonzero(np.diff(idx) > 1):
+        s, e = idx[k], idx[k + 1]          # last read row before the gap, first after
+        if not (np.isfinite(b.frac[s]) and np.isfinite(b.frac[e])
+                and abs(b.frac[s] - frac[s]) < tol and abs(b.frac[e] - frac[e]) < tol):
+            continue
+        fill = b.frac[s + 1:e]
+        shared = np.zeros(len(fill), bool)
+        with np.errstate(invalid="ignore"):
+            for o in others:    # distance around the track: wrapped reads are unrolled
+                d = np.abs((fill - o[s + 1:e] + 0.5) % 1.0 - 0.5)
+                shared |= d < tol
+        if shared.sum() > max_shared * len(fill):
+            continue
+        frac[s + 1:e] = fill
+        obs[s + 1:e] = b.observed[s + 1:e]
+        conf[s + 1:e] = b.confidence[s + 1:e]
+    return CurveTrace(frac, obs, conf)
+
+
+def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows
+                      ) -> list[CurveTrace | None]:
+    cfg = replace(cfg)
     cfg.miss_busy_cost, cfg.teleport_cost = cfg.code_miss_busy_cost, cfg.code_teleport_cost
     fr = _frame(code.shape, xl, xr, rows, shift)
     width = float(xr - xl)

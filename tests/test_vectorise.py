@@ -791,3 +791,78 @@ def test_same_curve_groups_never_chain_two_curves_of_one_style():
     groups = same_curve_groups(traces, 0.05, styles=[1, 1, 4])
     assert len(groups) == 2 and not any({0, 1} <= set(g) for g in groups), groups
     assert sorted(i for g in groups for i in g) == [0, 1, 2]
+
+
+def _two_curve_code(h, w, xa, xb, label_a, label_b):
+    """Curve code of two 2-px curves at columns ``xa``, ``xb`` [h], labelled per row with
+    the class ids ``label_a``, ``label_b`` [h] (second-best style: the other's)."""
+    code = np.zeros((h, w + 1), np.uint8)
+    for x, best, second in ((xa, label_a, label_b), (xb, label_b, label_a)):
+        on = _draw(h, w + 1, x) > 0
+        byte = (15 | ((best[:, None] - 1) << 4) | ((second[:, None] - 1) << 6)).astype(np.uint8)
+        code = np.where(on, byte, code)
+    return code
+
+
+def test_long_wrong_style_stretch_filled_between_anchors():
+    """A dash-dot curve the network labels dashed for 300 rows (longer than max_gap_px),
+    beside a true dashed curve: the first read leaves the stretch NULL (a wrong-style
+    row costs more than a miss); the anchored second read fills it, on the right line."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.vectorise import trace_track
+    h, w = 1200, 300
+    r = np.arange(h)
+    xa = 80 + 30 * np.sin(r / 90.0)                 # dashed
+    xb = 210 + 30 * np.sin(r / 70.0 + 1)            # dash-dot, labelled dashed 500..800
+    dashed, dashdot = STYLE_TO_CLASS["dashed"], STYLE_TO_CLASS["dashdot"]
+    lb = np.where((r >= 500) & (r < 800), dashed, dashdot)
+    code = _two_curve_code(h, w, xa, xb, np.full(h, dashed), lb)
+    curves = [(dashed, False), (dashdot, False)]
+    off = trace_track(code, curves, 0.0, float(w), TrackerConfig(fill_style_cost=0.0))
+    assert np.isnan(off[1].frac[550:750]).all()        # the first read alone: a hole
+    got = trace_track(code, curves, 0.0, float(w), TrackerConfig())
+    for tr, x in zip(got, (xa, xb)):
+        ok = np.isfinite(tr.frac)
+        assert ok.mean() > 0.98
+        assert np.max(np.abs(tr.frac[ok] * w - x[ok])) < 3
+
+
+def test_fill_anchored_gaps_needs_both_anchors_and_its_own_line():
+    from logdigit.vectorise import CurveTrace, fill_anchored_gaps
+    n = 100
+    t = np.linspace(0.2, 0.4, n)
+
+    def trace(f):
+        return CurveTrace(f, np.isfinite(f), np.where(np.isfinite(f), 1.0, 0.0))
+
+    a = t.copy()
+    a[30:60] = np.nan
+    filled = fill_anchored_gaps(trace(a), trace(t), 0.01)
+    np.testing.assert_allclose(filled.frac, t)
+    assert filled.observed[30:60].all()
+    moved = t.copy()
+    moved[59:] += 0.05                                   # disagrees after the gap
+    assert np.isnan(fill_anchored_gaps(trace(a), trace(moved), 0.01).frac[30:60]).all()
+    lead = t.copy()
+    lead[:40] = np.nan                                   # no anchor above: left alone
+    assert np.isnan(fill_anchored_gaps(trace(lead), trace(t), 0.01).frac[:40]).all()
+    other = np.full(n, np.nan)
+    other[30:60] = t[30:60] + 0.002                      # another curve's read, that line
+    kept = fill_anchored_gaps(trace(a), trace(t), 0.01, [other])
+    assert np.isnan(kept.frac[30:60]).all()
+    other[30:38] = 0.9                                   # shares 22 of 30 rows: still refused
+    assert np.isnan(fill_anchored_gaps(trace(a), trace(t), 0.01, [other]).frac[30:60]).all()
+    other[30:55] = 0.9                                   # shares 5 of 30 (a crossing): filled
+    assert np.isfinite(fill_anchored_gaps(trace(a), trace(t), 0.01, [other]).frac[30:60]).all()
+
+
+def test_wrapped_stretch_resuming_where_it_left_keeps_its_level():
+    """After a long gap a wrapped curve that comes back where it left keeps the level
+    it had, even when it then spends most of its rows on the backup trace (the
+    off-main-trace prior alone would move it down a period)."""
+    from logdigit.vectorise import relevel_segments
+    x = np.array([100.0, 60, 20, np.nan, np.nan, np.nan, 22, 150, 310, 330, 340, 350])
+    got = relevel_segments(x, 300.0, 2)
+    np.testing.assert_array_equal(got, x)                              # continuity
+    np.testing.assert_array_equal(relevel_segments(x, 300.0, 2, near=0.0)[6:],
+                                  x[6:] - 300)                         # the prior alone
