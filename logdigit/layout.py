@@ -1188,6 +1188,28 @@ def _drop_crossed_gaps(gaps: list[dict]) -> None:
         gaps[i]["is_grid"] = False
 
 
+#: a gap between border lines without a grid is a (bare) track when it is this share of
+#: the scan width or wider ...
+BARE_TRACK_MIN = 0.08
+#: ... and this share of the body rows lies in runs of >= BARE_TRACK_RUN inked rows
+BARE_TRACK_ROWS = 0.5
+BARE_TRACK_RUN = 60
+
+
+def _curve_row_share(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray) -> float:
+    """Share of the body rows whose columns [x0, x1) (less a bin each side: the border
+    lines) hold ink, in runs of at least :data:`BARE_TRACK_RUN` consecutive rows. A curve
+    down the gap inks almost every row; depth numbers, even rotated ones, leave most
+    rows between labels empty, and paper speckle does not fill 60 rows running."""
+    bw = prof.bin_w
+    b0, b1 = int(math.ceil(x0 / bw)) + 1, int(math.floor(x1 / bw)) - 1
+    if b1 - b0 < 2 or not rows_mask.any():
+        return 0.0
+    inked = (_bin_rows_mean(prof.rowbins, b0, b1) > 0) & rows_mask
+    long_rows = sum(b - a for a, b in _runs(inked) if b - a >= BARE_TRACK_RUN)
+    return long_rows / float(rows_mask.sum())
+
+
 def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
     if len(lines) < 2:
         return [], None
@@ -1232,10 +1254,18 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
         parts.append([(int(glines[i]["x0"]), int(glines[j]["x1"])) for i, j in _partition(glines, w)])
     tracks = [t for grp in _merge_half_tracks(parts) for t in grp
               if t[1] - t[0] >= max(16, 0.02 * w)]
+    # a gap without grid that a curve runs down (ink on nearly every row, in long runs)
+    # is a track whose grid faded or was never printed, not a depth track with text
+    for g in gaps:
+        if (tracks and not g["is_grid"] and g["x1"] - g["x0"] >= BARE_TRACK_MIN * w
+                and _curve_row_share(g["x0"], g["x1"], prof, rows_mask) >= BARE_TRACK_ROWS):
+            g["bare_track"] = True
+            tracks.append((int(g["left"]["x0"]), int(g["right"]["x1"])))
+    tracks.sort()
     # depth track: a non-grid gap with text, between or beside tracks
     depth = None
     cands = [g for g in gaps if not g["is_grid"] and 0.02 * w <= g["x1"] - g["x0"] <= 0.3 * w
-             and g["ink"] > 0.002]
+             and g["ink"] > 0.002 and not g.get("bare_track")]
     if cands and tracks:
         inner = [g for g in cands if tracks[0][0] <= g["x0"] and g["x1"] <= tracks[-1][1]]
         pool = inner or cands

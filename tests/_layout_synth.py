@@ -31,7 +31,7 @@ class SynthLog:
 def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
              major_every: int = 5, header: int = 400, footer: int = 100, seed: int = 0,
              border: int = 3, heavy_middle: bool = False, log_t2: bool = False,
-             faded_edge: bool = False, narrow_t4: bool = False) -> SynthLog:
+             faded_edge: bool = False, narrow_t4: bool = False, bare_t1: bool = False) -> SynthLog:
     """A log page: track 1, depth track, tracks 2 and 3 (sharing a border).
 
     Options for what real paper shows: ``heavy_middle``: the middle line of every
@@ -41,7 +41,8 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
     ``faded_edge``: the minor horizontal lines of track 1's outer division broken into
     dashes (a faded scan edge); ``narrow_t4``: a fourth, 5-division track right of
     track 3 (sharing its border) whose minor horizontal lines are only ticks beside
-    the vertical lines."""
+    the vertical lines; ``bare_t1``: track 1 without any grid (never printed or faded
+    away), only its border lines and its curve."""
     rng = np.random.default_rng(seed)
     img = np.full((h, w), 255, np.uint8)
     m = int(0.05 * w)
@@ -63,6 +64,8 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
     cv2.rectangle(img, (5, 5), (w - 6, top - 15), 0, 2)
     # grid inside tracks
     for j, (a, b) in enumerate((t1, t2, t3)):
+        if bare_t1 and j == 0:
+            continue
         if log_t2 and j == 1:
             # 0.2 - 200: decades at 1, 10, 100 (heavy), 2..9 marks thin
             for v in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,

@@ -222,6 +222,18 @@ def test_narrow_edge_track_with_tick_grid():
     _assert_tracks(lay, s.tracks)
 
 
+def test_track_without_grid_is_a_track_not_the_depth_track():
+    """Track 1 printed without a grid (or faded to nothing): its curve inks every row in
+    one long run, which depth numbers never do, so it is a track, and the real depth
+    track (numbers between tracks 1 and 2) stays the depth track (paper scan
+    4702900080: the left track was read as the depth track and its curve lost)."""
+    s = make_log(h=2500, w=1000, seed=16, bare_t1=True)
+    lay = analyse(s.image)
+    _assert_tracks(lay, s.tracks)
+    assert lay.depth_track is not None
+    assert all(abs(a - b) <= 4 for a, b in zip(lay.depth_track, s.depth_track)), lay.depth_track
+
+
 def test_fifteen_division_track_is_one_track():
     """The vertical lines of 4702900080_gr_d's bulk-density track (x, weight as the
     layout measured them): 15 equal divisions, a faint left border and a heavy 5th
