@@ -62,6 +62,12 @@ MIN_EXTRA_OBSERVED = 0.3
 MAX_EXTRA_JUMP_SHARE = 0.03
 #: a wrapped curve read on a backup trace on more of its rows than this is flagged
 AMBIGUOUS_BACKUP_SHARE = 0.35
+#: a read whose steps between observed rows jump over a tenth of the track on more than
+#: this share is flagged: it hops between curves (cached bench pages, seed 900000,
+#: session 7: 6 of 103 curves, 5 of them read at R^2 -1.8..0.62; a real spiky
+#: resistivity curve, Aldwell T2, jumps on 2.2 % and is flagged too: the warning only
+#: asks for a look at the QC overlay)
+JUMPY_SHARE = 0.02
 #: rows of context segmented above and below the rows read
 SEGMENT_MARGIN = 64
 #: the widest vertical lines (px, as the layout measures them) of the model's training
@@ -574,6 +580,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                 seen[name] = seen.get(name, 0) + 1
                 if seen[name] > 1:   # a second curve of the style: T2_SOLID_2
                     name = f"{name}_{seen[name]}"
+                _warn_jumpy(warnings, name, tr)
                 curves_out.append((name, "FRAC", f"track {tp.index + 1} "
                                    f"{'curve' if binary else CLASS_TO_STYLE[cid]}, fraction of "
                                    "track width", tr.frac, tr.confidence, None))
@@ -631,6 +638,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                     obs = np.zeros(H, bool)
                 else:
                     frac, conf, obs = tr.frac, tr.confidence, tr.observed
+                    _warn_jumpy(warnings, c.mnemonic, tr)
                     if c.wrap and obs.any():
                         off = float(np.mean(np.floor(frac[obs]) != 0))
                         if off > AMBIGUOUS_BACKUP_SHARE:
@@ -675,6 +683,16 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             warnings.append(f"{col.mnemonic}: read on only {100 * col.coverage:.0f}% of the "
                             "depth samples")
     return Digitised(table, qc, plan, warnings)
+
+
+def _warn_jumpy(warnings: list[str], name: str, tr) -> None:
+    """Flag a read that jumps across the track too often (:data:`JUMPY_SHARE`)."""
+    if int(tr.observed.sum()) < MIN_SHARED_ROWS:
+        return
+    share = _jump_share(tr)
+    if share > JUMPY_SHARE:
+        warnings.append(f"{name}: jumps over a tenth of the track width on {100 * share:.1f}% "
+                        "of its steps: it may hop between curves; check the QC overlay")
 
 
 def _read_share(tr, rows: tuple[int, int]) -> float:

@@ -866,3 +866,23 @@ def test_wrapped_stretch_resuming_where_it_left_keeps_its_level():
     np.testing.assert_array_equal(got, x)                              # continuity
     np.testing.assert_array_equal(relevel_segments(x, 300.0, 2, near=0.0)[6:],
                                   x[6:] - 300)                         # the prior alone
+
+
+def test_read_hopping_between_curves_is_warned():
+    """A read whose position jumps across the track every 15 rows (a tracker hopping
+    between two curves) is flagged; a smooth curve is not."""
+    from logdigit.calibration import calibration_from_dict
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise
+    h, w = 1500, 300
+    r = np.arange(h, dtype=float)
+    cal = calibration_from_dict({
+        "depth": {"unit": "M", "ties": [{"row": 0, "depth": 0.0}, {"row": h, "depth": 150.0}]},
+        "tracks": [{"x": [0, w], "curves": [{"style": "solid", "mnemonic": "AAA", "left": 0,
+                                             "right": 1}]}]})
+    lay = Layout(shape=(h, w + 1), log_bottom=h)
+    smooth = 150 + 60 * np.sin(r / 80.0)
+    hop = np.where((r // 15) % 2 == 0, 60.0, 230.0) + 5 * np.sin(r / 9.0)
+    warned = [any("may hop between curves" in m for m in
+                  digitise(_draw(h, w + 1, x), cal, lay).warnings) for x in (smooth, hop)]
+    assert warned == [False, True]
