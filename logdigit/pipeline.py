@@ -1005,6 +1005,8 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     for tp in dig.plan.tracks:
         table.notes.append(f"track {tp.index + 1}: columns {tp.xl:.1f}..{tp.xr:.1f} "
                            f"(deskewed, {tp.source})")
+    for w in dig.warnings:   # the file keeps what stderr said about it
+        table.notes.append(f"WARNING: {w}")
     outputs = [write_table(table, out_path, fmt)]
     lap("write")
     if qc_path is not None:

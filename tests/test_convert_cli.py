@@ -114,6 +114,22 @@ def test_sidecar_and_uncalibrated(tmp_path, model):
     assert [c.mnemonic for c in las.curves] == ["DEPT", "GR"]
 
 
+def test_warnings_kept_in_the_las_header(tmp_path, model):
+    """What stderr warns about a read (here: a listed curve not on the scan) is also in
+    the LAS ~Other section, so the file carries it to whoever opens it later (and
+    ``--quiet`` runs, which print no notes, keep it)."""
+    scan = _scan(tmp_path / "well.png")
+    cal = yaml.safe_load(_cal(tmp_path / "c.yaml").read_text())
+    cal["tracks"][0]["curves"].append({"style": "dotted", "mnemonic": "NOPE", "unit": "V/V",
+                                       "left": 0, "right": 1})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cal))
+    r = _run(scan, "-o", tmp_path / "w.las", "--calibration", tmp_path / "c.yaml",
+             "--model", model)
+    assert r.exit_code == 0, r.output
+    assert "NOPE: no dotted curve found" in r.output
+    assert "WARNING: NOPE: no dotted curve found" in lasio.read(tmp_path / "w.las").other
+
+
 def _bad_inputs(tmp_path, model):
     text = tmp_path / "notes.tif"
     text.write_text("this is not an image\n" * 20)
