@@ -769,9 +769,10 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     read at ``cfg.fill_style_cost`` (below the cost of a miss, so it follows runs of
     another style rather than skip them: a curve the network labels with a wrong style
     for a long stretch), but only where that read meets the first one, within
-    ``cfg.fill_anchor`` of the track width, at both ends of the gap
-    (:func:`fill_anchored_gaps`); elsewhere the cheaper read would as soon follow a
-    neighbouring curve.
+    ``cfg.fill_anchor`` of the track width, at both ends of the gap, and does not run
+    along another curve's read (:func:`fill_anchored_gaps`); elsewhere the cheaper
+    read would as soon follow a neighbouring curve. The second read covers only the
+    gaps and :data:`FILL_MARGIN_ROWS` either side of each.
 
     Returns
     -------
@@ -857,6 +858,7 @@ def fill_anchored_gaps(a: CurveTrace, b: CurveTrace, tol: float,
 
 def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows
                       ) -> list[CurveTrace | None]:
+    """One joint read of a track's curves (:func:`trace_track` without the gap fill)."""
     cfg = replace(cfg)
     cfg.miss_busy_cost, cfg.teleport_cost = cfg.code_miss_busy_cost, cfg.code_teleport_cost
     fr = _frame(code.shape, xl, xr, rows, shift)
