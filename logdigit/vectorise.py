@@ -790,10 +790,12 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     second = [np.full(code.shape[0], np.nan) for _ in curves]
     obs = [np.zeros(code.shape[0], bool) for _ in curves]
     conf = [np.zeros(code.shape[0]) for _ in curves]
-    for w0, w1 in windows:   # the second read only around the gaps (it costs a whole read)
-        got = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence, shift,
-                                line_rows)
-        for k, t in enumerate(got):
+    for w0, w1, ks in windows:   # second reads only around the gaps, of the curves with one
+        for k in ks:
+            t = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence, shift,
+                                  line_rows, only=k,
+                                  claimed=[o.frac for j, o in enumerate(out)
+                                           if j != k and o is not None])[k]
             if t is not None:
                 second[k][w0:w1], obs[k][w0:w1], conf[k][w0:w1] = (
                     t.frac[w0:w1], t.observed[w0:w1], t.confidence[w0:w1])
@@ -804,22 +806,23 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
 
 
 def _gap_windows(traces: list[CurveTrace | None], margin: int, rows: tuple[int, int]
-                 ) -> list[tuple[int, int]]:
-    """Row windows [w0, w1) holding every inner NaN stretch of ``traces`` with
-    ``margin`` rows either side (within ``rows``), overlapping ones merged."""
-    spans = []
-    for t in traces:
+                 ) -> list[tuple[int, int, list[int]]]:
+    """Row windows (w0, w1, curves) holding every inner NaN stretch of ``traces`` with
+    ``margin`` rows either side (within ``rows``), overlapping ones of a curve merged."""
+    out: list[tuple[int, int, list[int]]] = []
+    for n, t in enumerate(traces):
         if t is None:
             continue
         idx = np.flatnonzero(np.isfinite(t.frac))
+        spans: list[tuple[int, int]] = []
         for k in np.flatnonzero(np.diff(idx) > 1) if len(idx) > 1 else []:
-            spans.append((max(rows[0], idx[k] - margin), min(rows[1], idx[k + 1] + 1 + margin)))
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((int(a), int(b)))
+            a = max(rows[0], int(idx[k]) - margin)
+            b = min(rows[1], int(idx[k + 1]) + 1 + margin)
+            if spans and a <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+            else:
+                spans.append((a, b))
+        out += [(a, b, [n]) for a, b in spans]
     return out
 
 
@@ -856,9 +859,13 @@ def fill_anchored_gaps(a: CurveTrace, b: CurveTrace, tol: float,
     return CurveTrace(frac, obs, conf)
 
 
-def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows
+def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows,
+                      only: int | None = None, claimed: list[np.ndarray] = ()
                       ) -> list[CurveTrace | None]:
-    """One joint read of a track's curves (:func:`trace_track` without the gap fill)."""
+    """One joint read of a track's curves (:func:`trace_track` without the gap fill).
+
+    ``only``: read just that curve, from the runs that none of ``claimed`` (the other
+    curves' reads, fractions [H]) passes through: the others' lines are taken as read."""
     cfg = replace(cfg)
     cfg.miss_busy_cost, cfg.teleport_cost = cfg.code_miss_busy_cost, cfg.code_teleport_cost
     fr = _frame(code.shape, xl, xr, rows, shift)
@@ -875,10 +882,19 @@ def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_r
                         None if line_rows is None else line_rows[fr.top:fr.bottom],
                         strong >= 0.5)
     runs, share, strong = runs.subset(keep), share[kept][keep], strong[keep]
+    if only is not None and claimed:
+        free = np.ones(len(runs.rows), bool)
+        rr = runs.rows + fr.top
+        with np.errstate(invalid="ignore"):
+            for f in claimed:    # window column of the other read on each run's row
+                xc = (f[rr] % 1.0) * width + xl + fr.sub[runs.rows] - fr.c0
+                free &= ~((xc >= runs.starts - 2) & (xc <= runs.ends + 1))
+        runs, share, strong = runs.subset(free), share[free], strong[free]
     size = (runs.ends - runs.starts)[:, None]
     evidence = (share * size).sum(0)
     cols = [[styles.index(c) for c in ids] for ids in own_ids]
-    order = sorted(range(len(curves)), key=lambda k: -float(evidence[cols[k]].sum()))
+    order = ([only] if only is not None else
+             sorted(range(len(curves)), key=lambda k: -float(evidence[cols[k]].sum())))
     out: list[CurveTrace | None] = [None] * len(curves)
     for k in order:
         wrap = curves[k][1]
