@@ -355,20 +355,26 @@ def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
     return x
 
 
+def nan_gaps(x: np.ndarray, longest: int | None = None) -> list[tuple[int, int]]:
+    """The NaN stretches of ``x`` [N] that have finite values on both sides, as
+    ``(a, b)``: ``a`` the last finite sample before the stretch, ``b`` the first after
+    it; only stretches of at most ``longest`` samples when given."""
+    idx = np.flatnonzero(np.isfinite(x))
+    if len(idx) < 2:
+        return []
+    n = np.diff(idx) - 1
+    sel = (n > 0) if longest is None else (n > 0) & (n <= longest)
+    return [(int(idx[k]), int(idx[k + 1])) for k in np.flatnonzero(sel)]
+
+
 def bridge_gaps(x: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
     """Linearly fill NaN gaps of at most ``max_gap`` samples between finite values.
 
     Returns ``(filled, bridged)``: float [N] and bool [N] (true where filled here).
     """
     x = np.asarray(x, dtype=np.float64).copy()
-    ok = np.isfinite(x)
     bridged = np.zeros(len(x), bool)
-    if ok.sum() < 2:
-        return x, bridged
-    idx = np.flatnonzero(ok)
-    gaps = np.diff(idx) - 1
-    for k in np.flatnonzero((gaps > 0) & (gaps <= max_gap)):
-        a, b = idx[k], idx[k + 1]
+    for a, b in nan_gaps(x, max_gap):
         t = np.arange(1, b - a) / (b - a)
         x[a + 1:b] = x[a] + t * (x[b] - x[a])
         bridged[a + 1:b] = True
@@ -782,47 +788,37 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     out = _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows)
     if not 0 < cfg.fill_style_cost < cfg.style_cost:
         return out
-    top, bottom = (0, code.shape[0]) if rows is None else rows
-    windows = _gap_windows(out, FILL_MARGIN_ROWS, (top, bottom))
-    if not windows:
-        return out
+    H = code.shape[0]
+    top, bottom = (0, H) if rows is None else rows
     fill_cfg = replace(cfg, style_cost=cfg.fill_style_cost, fill_style_cost=0.0)
-    second = [np.full(code.shape[0], np.nan) for _ in curves]
-    obs = [np.zeros(code.shape[0], bool) for _ in curves]
-    conf = [np.zeros(code.shape[0]) for _ in curves]
-    for w0, w1, ks in windows:   # second reads only around the gaps, of the curves with one
-        for k in ks:
-            t = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence, shift,
-                                  line_rows, only=k,
-                                  claimed=[o.frac for j, o in enumerate(out)
-                                           if j != k and o is not None])[k]
-            if t is not None:
-                second[k][w0:w1], obs[k][w0:w1], conf[k][w0:w1] = (
-                    t.frac[w0:w1], t.observed[w0:w1], t.confidence[w0:w1])
-    return [t if t is None else
-            fill_anchored_gaps(t, CurveTrace(second[k], obs[k], conf[k]), cfg.fill_anchor,
-                               [o.frac for j, o in enumerate(out) if j != k and o is not None])
-            for k, t in enumerate(out)]
-
-
-def _gap_windows(traces: list[CurveTrace | None], margin: int, rows: tuple[int, int]
-                 ) -> list[tuple[int, int, list[int]]]:
-    """Row windows (w0, w1, curves) holding every inner NaN stretch of ``traces`` with
-    ``margin`` rows either side (within ``rows``), overlapping ones of a curve merged."""
-    out: list[tuple[int, int, list[int]]] = []
-    for n, t in enumerate(traces):
-        if t is None:
+    filled = list(out)
+    for k, t in enumerate(out):
+        windows = [] if t is None else _gap_windows(t, FILL_MARGIN_ROWS, (top, bottom))
+        if not windows:
             continue
-        idx = np.flatnonzero(np.isfinite(t.frac))
-        spans: list[tuple[int, int]] = []
-        for k in np.flatnonzero(np.diff(idx) > 1) if len(idx) > 1 else []:
-            a = max(rows[0], int(idx[k]) - margin)
-            b = min(rows[1], int(idx[k + 1]) + 1 + margin)
-            if spans and a <= spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
-            else:
-                spans.append((a, b))
-        out += [(a, b, [n]) for a, b in spans]
+        others = [o.frac for j, o in enumerate(out) if j != k and o is not None]
+        second = CurveTrace(np.full(H, np.nan), np.zeros(H, bool), np.zeros(H))
+        for w0, w1 in windows:   # the second read only around the curve's gaps
+            got = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence,
+                                    shift, line_rows, only=k, claimed=others)[k]
+            if got is not None:
+                for dst, src in zip((second.frac, second.observed, second.confidence),
+                                    (got.frac, got.observed, got.confidence)):
+                    dst[w0:w1] = src[w0:w1]
+        filled[k] = fill_anchored_gaps(t, second, cfg.fill_anchor, others)
+    return filled
+
+
+def _gap_windows(t: CurveTrace, margin: int, rows: tuple[int, int]) -> list[tuple[int, int]]:
+    """Row windows [w0, w1) holding every inner NaN stretch of ``t`` with ``margin`` rows
+    either side (within ``rows``), overlapping ones merged."""
+    out: list[tuple[int, int]] = []
+    for s, e in nan_gaps(t.frac):
+        a, b = max(rows[0], s - margin), min(rows[1], e + 1 + margin)
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
 
 
@@ -837,11 +833,7 @@ def fill_anchored_gaps(a: CurveTrace, b: CurveTrace, tol: float,
 
     ``a``, ``b``: two reads of one curve over the same rows ([H] each)."""
     frac, obs, conf = a.frac.copy(), a.observed.copy(), a.confidence.copy()
-    idx = np.flatnonzero(np.isfinite(frac))
-    if len(idx) < 2:
-        return a
-    for k in np.flatnonzero(np.diff(idx) > 1):
-        s, e = idx[k], idx[k + 1]          # last read row before the gap, first after
+    for s, e in nan_gaps(a.frac):          # last read row before the gap, first after
         if not (np.isfinite(b.frac[s]) and np.isfinite(b.frac[e])
                 and abs(b.frac[s] - frac[s]) < tol and abs(b.frac[e] - frac[e]) < tol):
             continue
