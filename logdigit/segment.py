@@ -40,7 +40,7 @@ from .errors import ModelError
 #: Value used to pad the image to a multiple of the stride (white paper).
 PAD_VALUE: int = 255
 #: Pixels per inference batch (tiles of one band are grouped up to this size).
-BATCH_PIXELS: int = 2_000_000
+BATCH_PIXELS: int = 1_500_000
 #: A band is one tile row; tiles span the full padded width when it is at most this.
 MAX_BAND_WIDTH: int = 4096
 
@@ -114,6 +114,25 @@ def default_model_path(root: str | os.PathLike | None = None) -> Path:
     return cands[0]
 
 
+_ARENA_REGISTERED: bool | None = None
+
+
+def _shared_cpu_arena(ort) -> bool:
+    """Register (once per process) a CPU arena that grows by what is requested rather
+    than by powers of two; False where this onnxruntime cannot."""
+    global _ARENA_REGISTERED
+    if _ARENA_REGISTERED is None:
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                     ort.OrtMemType.DEFAULT)
+            # max_mem 0 = no cap; extend strategy 1 = kSameAsRequested; -1 = defaults
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+            _ARENA_REGISTERED = True
+        except Exception:   # older builds lack the env-allocator API
+            _ARENA_REGISTERED = False
+    return _ARENA_REGISTERED
+
+
 def _session(path: Path, threads: int | None, device: str):
     import onnxruntime as ort
 
@@ -123,8 +142,12 @@ def _session(path: Path, threads: int | None, device: str):
         raise ModelError("model file not found: pass --model PATH to an existing file", str(path))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.enable_cpu_mem_arena = False   # the arena keeps every band shape's buffers: memory grows
+    # the arena keeps the activations' buffers between bands (2.5x faster than fresh
+    # allocations, which page-fault); grown only as requested, not by doubling (memory)
+    opts.enable_cpu_mem_arena = True
     opts.enable_mem_pattern = False
+    if device == "cpu" and _shared_cpu_arena(ort):
+        opts.add_session_config_entry("session.use_env_allocators", "1")
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -354,9 +377,19 @@ class Segmenter:
     def binary(self) -> bool:
         return self.info.binary
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Raw network call: float32 [N, 1, H, W] -> logits float32 [N, C, H, W]."""
-        out = self.session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: x})[0]
+    def run(self, x: np.ndarray, release: bool = False) -> np.ndarray:
+        """Raw network call: float32 [N, 1, H, W] -> logits float32 [N, C, H, W].
+
+        ``release``: hand the memory arena's free buffers back to the system after the
+        call (the last band of a scan: the arena would otherwise stay at its peak while
+        the scan is vectorised)."""
+        opts = None
+        if release and self.device == "cpu":
+            import onnxruntime as ort
+
+            opts = ort.RunOptions()
+            opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        out = self.session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: x}, opts)[0]
         if out.ndim != 4 or out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:]:
             raise ModelError(f"model returned logits of shape {out.shape} for input "
                              f"{x.shape}: expected N x C x H x W", str(self.info.path))
@@ -408,8 +441,8 @@ class Segmenter:
         norm = self.info.input_norm
 
         def work():
-            """(tiles, input batch, rows finished after it or None), band by band."""
-            for band in bands:
+            """(tiles, input batch, rows finished after it or None, last batch?), band by band."""
+            for b, band in enumerate(bands):
                 iy0, iy1 = band[0].iy0, band[0].iy1
                 strip = np.full((iy1 - iy0, pw), PAD_VALUE, np.uint8)
                 ry1 = min(iy1, H)
@@ -424,8 +457,9 @@ class Segmenter:
                           for k in range(0, len(tiles), per)]
                 for i, chunk in enumerate(chunks):  # batches made one at a time (memory)
                     batch = np.ascontiguousarray(np.stack([xs[:, t.ix0:t.ix1] for t in chunk])[:, None])
-                    done = max(0, min(band[0].y1, H) - band[0].y0) if i == len(chunks) - 1 else None
-                    yield chunk, batch, done
+                    last = i == len(chunks) - 1
+                    done = max(0, min(band[0].y1, H) - band[0].y0) if last else None
+                    yield chunk, batch, done, last and b == len(bands) - 1
 
         def post(chunk: list[Tile], logits: np.ndarray) -> None:
             for n, t in enumerate(chunk):   # post-process the cores only (not halos)
@@ -450,11 +484,11 @@ class Segmenter:
         jobs = work()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="logdigit-onnx") as ex:
             nxt = next(jobs, None)
-            fut = ex.submit(self.run, nxt[1]) if nxt is not None else None
+            fut = ex.submit(self.run, nxt[1], nxt[3]) if nxt is not None else None
             while fut is not None:
                 cur, logits = nxt, fut.result()
                 nxt = next(jobs, None)
-                fut = ex.submit(self.run, nxt[1]) if nxt is not None else None
+                fut = ex.submit(self.run, nxt[1], nxt[3]) if nxt is not None else None
                 post(cur[0], logits)
                 del logits
                 if cur[2] is not None and progress is not None:
