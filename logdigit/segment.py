@@ -41,6 +41,9 @@ from .errors import ModelError
 PAD_VALUE: int = 255
 #: Pixels per inference batch (tiles of one band are grouped up to this size).
 BATCH_PIXELS: int = 1_500_000
+#: Pixels per block of logits post-processed at once: the dozen float temporaries of
+#: :func:`logits_to_codes` then stay in the CPU cache (2.5x faster than whole tiles).
+POST_PIXELS: int = 64_000
 #: A band is one tile row; tiles span the full padded width when it is at most this.
 MAX_BAND_WIDTH: int = 4096
 
@@ -467,15 +470,18 @@ class Segmenter:
                 if y1 <= t.y0 or x1 <= t.x0:
                     continue
                 oy, ox = t.y0 - t.iy0, t.x0 - t.ix0
-                lg = logits[n:n + 1, :, oy:oy + y1 - t.y0, ox:ox + x1 - t.x0]
-                if code is None:
-                    c, q = logits_to_classes(lg)
-                else:
-                    c, q, k = logits_to_codes(lg, conf is not None)
-                    code[t.y0:y1, t.x0:x1] = k[0]
-                classes[t.y0:y1, t.x0:x1] = c[0]
-                if conf is not None:
-                    conf[t.y0:y1, t.x0:x1] = q[0]
+                step = max(1, POST_PIXELS // (x1 - t.x0))
+                for r0 in range(t.y0, y1, step):   # blocks that stay in the CPU cache
+                    r1 = min(y1, r0 + step)
+                    lg = logits[n:n + 1, :, oy + r0 - t.y0:oy + r1 - t.y0, ox:ox + x1 - t.x0]
+                    if code is None:
+                        c, q = logits_to_classes(lg)
+                    else:
+                        c, q, k = logits_to_codes(lg, conf is not None)
+                        code[r0:r1, t.x0:x1] = k[0]
+                    classes[r0:r1, t.x0:x1] = c[0]
+                    if conf is not None:
+                        conf[r0:r1, t.x0:x1] = q[0]
 
         # the next batch runs in onnxruntime (which releases the GIL) while this one is
         # post-processed in numpy: one batch of logits more in memory, not a serial tail

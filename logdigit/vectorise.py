@@ -205,6 +205,41 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
     for runs of another style); ``busy_rows`` bool [H]: rows where skipping costs
     ``cfg.miss_busy_cost`` (default: rows with any run).
     """
+    from ._tracker_jit import kernel
+
+    jit = kernel()
+    if jit is not None and len(runs.starts):
+        back, end_node = _viterbi_compiled(jit, runs, cfg, period, emit, busy_rows)
+    else:
+        back, end_node = _viterbi_python(runs, cfg, period, emit, busy_rows)
+    out = np.full(runs.n_rows, -1, np.int64)
+    rows = runs.rows
+    j = end_node
+    while j >= 0:
+        out[rows[j]] = j
+        j = back[j]
+    return out
+
+
+def _viterbi_compiled(jit, runs: Runs, cfg: TrackerConfig, period: int,
+                      emit: np.ndarray | None, busy_rows: np.ndarray | None
+                      ) -> tuple[np.ndarray, int]:
+    """:func:`_viterbi_python` through the compiled kernel ``jit``."""
+    em = np.zeros(len(runs.starts)) if emit is None else np.ascontiguousarray(emit, np.float64)
+    brow = np.zeros(0, bool) if busy_rows is None else np.ascontiguousarray(busy_rows, bool)
+    return jit(np.ascontiguousarray(runs.starts, np.int64),
+               np.ascontiguousarray(runs.ends, np.int64),
+               np.ascontiguousarray(runs.ptr, np.int64), em, brow, busy_rows is not None,
+               int(period), float(cfg.miss_cost), float(cfg.jump_cost), float(cfg.slack_px),
+               float(cfg.slack_width), float(cfg.smooth_cost), float(cfg.teleport_cost),
+               float(cfg.gap_drift_px), float(cfg.start_cost), float(cfg.miss_busy_cost),
+               int(cfg.gap_hypotheses))
+
+
+def _viterbi_python(runs: Runs, cfg: TrackerConfig, period: int, emit: np.ndarray | None,
+                    busy_rows: np.ndarray | None) -> tuple[list[int], int]:
+    """The dynamic programming of :func:`viterbi_path` in Python: (back pointer per run,
+    the path's last run or -1). :mod:`logdigit._tracker_jit` compiles the same steps."""
     H = runs.n_rows
     s = runs.starts.tolist()
     e = runs.ends.tolist()
@@ -282,13 +317,7 @@ def viterbi_path(runs: Runs, cfg: TrackerConfig, period: int = 0,
         end_node, end_cost = bi, cost[bi]
     if gaps and gaps[0][0] < end_cost:
         end_node = gaps[0][1]
-    out = np.full(H, -1, np.int64)
-    rows = runs.rows
-    j = end_node
-    while j >= 0:
-        out[rows[j]] = j
-        j = back[j]
-    return out
+    return back, end_node
 
 
 def path_centres(runs: Runs, path: np.ndarray) -> np.ndarray:

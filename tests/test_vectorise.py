@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from logdigit import vectorise as vz
 from logdigit.calibration import value_to_fraction
 from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips, find_runs,
                                 resample_rows, style_mask, trace_curves)
@@ -886,3 +887,51 @@ def test_read_hopping_between_curves_is_warned():
     warned = [any("may hop between curves" in m for m in
                   digitise(_draw(h, w + 1, x), cal, lay).warnings) for x in (smooth, hop)]
     assert warned == [False, True]
+
+
+def _random_runs(rng, H: int, W: int) -> vz.Runs:
+    """Runs of a wandering curve plus clutter: 0-4 runs per row, some rows empty."""
+    rows, starts, ends = [], [], []
+    x = W / 2
+    for r in range(H):
+        x = float(np.clip(x + rng.normal(0, 3), 0, W - 1))
+        cand = [] if rng.random() < 0.15 else [int(x)]
+        cand += list(rng.integers(0, W, rng.integers(0, 4)))
+        cols = sorted(set(cand))
+        for c in cols:
+            w = int(rng.integers(1, 6))
+            if starts and rows[-1] == r and c <= ends[-1]:
+                continue
+            rows.append(r)
+            starts.append(c)
+            ends.append(min(W, c + w))
+    rows = np.array(rows, np.int64)
+    return vz.Runs(rows, np.array(starts, np.int64), np.array(ends, np.int64),
+                   np.searchsorted(rows, np.arange(H + 1)))
+
+
+@pytest.mark.parametrize("period", [0, 120])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_tracker_equals_python(period, seed, monkeypatch):
+    """The numba kernel takes the same path as the Python loop (same costs, same
+    tie-breaking), with and without emission costs, busy rows and wrapping."""
+    from logdigit import _tracker_jit
+
+    if _tracker_jit.kernel() is None:
+        pytest.skip("numba not installed (pip install 'logdigit[fast]')")
+    rng = np.random.default_rng(seed)
+    runs = _random_runs(rng, 1500, 120)
+    emit = rng.random(len(runs.rows)) * 4 * (rng.random(len(runs.rows)) < 0.3)
+    busy = rng.random(runs.n_rows) < 0.5
+    cfg = vz.TrackerConfig(gap_hypotheses=int(rng.integers(1, 6)))
+    for em, b in [(None, None), (emit, None), (emit, busy)]:
+        back, end = vz._viterbi_compiled(_tracker_jit.kernel(), runs, cfg, period, em, b)
+        back_py, end_py = vz._viterbi_python(runs, cfg, period, em, b)
+        assert end == end_py
+        np.testing.assert_array_equal(back, back_py)   # every node's best predecessor
+        fast = vz.viterbi_path(runs, cfg, period, em, b)
+        monkeypatch.setenv("LOGDIGIT_JIT", "0")
+        slow = vz.viterbi_path(runs, cfg, period, em, b)
+        monkeypatch.delenv("LOGDIGIT_JIT")
+        assert (slow >= 0).sum() > 500
+        np.testing.assert_array_equal(fast, slow)
