@@ -2,9 +2,11 @@
 
 1. A 2,000 x 40,000 px page (a rendered page repeated down the strip): wall time and
    Mpx/s of the whole ``convert_file`` (read, layout, deskew, segmentation, vectorise,
-   LAS) against the segmentation network alone on the same pixels (bands of the
-   model's tile height, full width, no halo, no post-processing). Target: convert at
-   >= 80 % of the network-alone throughput.
+   LAS) against the segmentation network alone on the same pixels (the full-width
+   bands convert uses, without their halo, no post-processing); each the best of
+   ``--repeat`` interleaved runs. Target: convert at >= 80 % of the network-alone
+   throughput. The halo (rows above and below each band that the network must see so
+   tiles equal the whole image) alone caps the ratio at band / (band + 2 halo).
 2. Peak RSS of a whole convert of a 2,000 x 150,000 px 1-bit CCITT G4 TIFF, run in a
    subprocess that reports its own high-water mark (``VmHWM`` of /proc/self/status;
    ``getrusage(RUSAGE_CHILDREN)`` is also recorded, but on Linux a child's ``ru_maxrss``
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=40000, help="speed page height")
     ap.add_argument("--rss-rows", type=int, default=150000, help="memory scan height")
+    ap.add_argument("--repeat", type=int, default=3, help="speed runs (best of each is kept)")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "convert_speed.json"))
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
                    "threads": args.threads, "cpu_count": os.cpu_count()})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
-            result["speed"] = speed_part(seg, args.rows, Path(tmp))
+            result["speed"] = speed_part(seg, args.rows, Path(tmp), args.repeat)
         if not args.skip_rss:
             del seg
             result["memory"] = memory_part(args, Path(tmp))
@@ -115,11 +118,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def speed_part(seg, rows: int, tmp: Path) -> dict:
-    """Whole convert vs network alone on one strip page."""
+def speed_part(seg, rows: int, tmp: Path, repeat: int = 3) -> dict:
+    """Whole convert vs network alone on one strip page, each the best of ``repeat`` runs."""
     import tifffile
 
+    from logdigit._tracker_jit import kernel
     from logdigit.pipeline import convert_file
+    from logdigit.segment import BATCH_PIXELS
 
     img, cal = strip_page(rows)
     h, w = img.shape
@@ -127,19 +132,32 @@ def speed_part(seg, rows: int, tmp: Path) -> dict:
     scan, calp = tmp / "strip.tif", tmp / "strip.yaml"
     tifffile.imwrite(scan, img, compression="zlib")
     cal.save(calp)
-    t_net = network_alone(seg, img)
+    st = seg.info.stride
+    band = max(seg.tile, (BATCH_PIXELS // (-(-w // st) * st)) // st * st)
+    nets, convs, results = [], [], []
+    for _ in range(repeat):   # interleaved, best of each: other load on the machine only slows
+        nets.append(network_alone(seg, img))
+        t0 = time.perf_counter()
+        results.append(convert_file(scan, tmp / "strip.las", calibration=calp, segmenter=seg))
+        convs.append(time.perf_counter() - t0)
     del img
-    t0 = time.perf_counter()
-    res = convert_file(scan, tmp / "strip.las", calibration=calp, segmenter=seg)
-    t_conv = time.perf_counter() - t0
+    t_net, t_conv = min(nets), min(convs)
+    res = results[int(np.argmin(convs))]
     print(f"{w} x {h} px ({mpx:.0f} Mpx): network alone {t_net:.1f} s "
           f"({mpx / t_net:.2f} Mpx/s); convert {t_conv:.1f} s ({mpx / t_conv:.2f} Mpx/s) "
-          f"= {100 * t_net / t_conv:.0f} % of network throughput (target >= 80 %)")
+          f"= {100 * t_net / t_conv:.0f} % of network throughput (target >= 80 %); best of "
+          f"{repeat}: network {', '.join(f'{v:.1f}' for v in nets)} s, convert "
+          f"{', '.join(f'{v:.1f}' for v in convs)} s")
     print("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
     return {"shape": [w, h], "mpx": round(mpx, 1),
             "network_alone_s": round(t_net, 2), "network_mpx_s": round(mpx / t_net, 3),
             "convert_s": round(t_conv, 2), "convert_mpx_s": round(mpx / t_conv, 3),
-            "convert_vs_network": round(t_net / t_conv, 3),
+            "convert_vs_network": round(t_net / t_conv, 3), "repeat": repeat,
+            "network_runs_s": [round(v, 2) for v in nets],
+            "convert_runs_s": [round(v, 2) for v in convs],
+            "halo_rows": seg.halo, "band_pixels": BATCH_PIXELS, "band_rows": band,
+            "halo_cap": round(band / (band + 2 * seg.halo), 3),
+            "tracker_compiled": kernel() is not None,
             "stages_s": {k: round(v, 2) for k, v in res.timings.items()},
             "curves": [[m, round(c, 3)] for m, c in res.curves]}
 
