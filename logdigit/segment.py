@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,22 +119,24 @@ def default_model_path(root: str | os.PathLike | None = None) -> Path:
 
 
 _ARENA_REGISTERED: bool | None = None
+_ARENA_LOCK = threading.Lock()
 
 
 def _shared_cpu_arena(ort) -> bool:
     """Register (once per process) a CPU arena that grows by what is requested rather
     than by powers of two; False where this onnxruntime cannot."""
     global _ARENA_REGISTERED
-    if _ARENA_REGISTERED is None:
-        try:
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                     ort.OrtMemType.DEFAULT)
-            # max_mem 0 = no cap; extend strategy 1 = kSameAsRequested; -1 = defaults
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-            _ARENA_REGISTERED = True
-        except Exception:   # older builds lack the env-allocator API
-            _ARENA_REGISTERED = False
-    return _ARENA_REGISTERED
+    with _ARENA_LOCK:   # Dask worker threads may load models at once
+        if _ARENA_REGISTERED is None:
+            try:
+                info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                         ort.OrtMemType.DEFAULT)
+                # max_mem 0 = no cap; extend strategy 1 = kSameAsRequested; -1 = defaults
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+                _ARENA_REGISTERED = True
+            except Exception:   # older builds lack the env-allocator API
+                _ARENA_REGISTERED = False
+        return _ARENA_REGISTERED
 
 
 def _session(path: Path, threads: int | None, device: str):

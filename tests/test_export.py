@@ -307,3 +307,49 @@ def test_metadata_halo_makes_tiling_exact(tmp_path):
     assert (c == whole_c).mean() >= 0.9999 and np.abs(q.astype(int) - whole_q).max() <= 1
     _, q0 = Segmenter(out, threads=1, tile=32, halo=0).predict(img)
     assert np.abs(q0.astype(int) - whole_q).max() > 1
+
+
+# ------------------------------------------------------------------ recover (ONNX -> checkpoint)
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_recovered_checkpoint_computes_the_exported_model(tmp_path, int8):
+    """recover puts the folded (and, for int8, dequantized) weights back and re-inflates
+    BatchNorm: the rebuilt network matches the file in eval mode, stays close in train
+    mode (batch statistics), and export rebuilds it from the checkpoint alone."""
+    from export.recover import recover_checkpoint
+    from training.checkpoint import load_checkpoint
+
+    ckpt, m = _ckpt(tmp_path, args=TINY[1][1])
+    onnx_path = tmp_path / "m.onnx"
+    export_checkpoint(ckpt, onnx_path, ExportOptions(source="toy", parity_sizes=[(32, 32)]))
+    imgs = [img for img, _ in labelled_tiles(6, 32, source="toy", seed=3)]   # uint8
+    tiles = [(img.astype(np.float32) / 255.0)[None, None] for img in imgs]
+    if int8:
+        onnx_path = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", imgs)
+    rep = recover_checkpoint(onnx_path, tmp_path / "rec.pt", tiles)
+    assert rep["convs"] == sum(isinstance(x, nn.Conv2d) for x in m.modules())
+    assert rep["agreement"] > (0.98 if int8 else 0.9999)
+    got = load_checkpoint(tmp_path / "rec.pt")
+    assert got["kind"] == "finetune" and got["metrics"]["recovered"]["convs"] == rep["convs"]
+    rec = ox.model_from_checkpoint(got)
+    x = torch.from_numpy(np.concatenate(tiles))
+    with torch.no_grad():
+        ref = m(x)
+        ev = rec(x)
+        rec.train()
+        tr = rec(x)   # BatchNorm on the batch's statistics: here the calibration tiles'
+    scale = float(ref.abs().max())
+    assert float((ev - ref).abs().max()) < (0.1 if int8 else 1e-4) * scale
+    assert float((tr - ev).abs().max()) < 1e-3 * scale
+
+
+def test_recover_cli_refuses_a_model_without_metadata(tmp_path):
+    from training.cli import main
+
+    net = nn.Sequential(nn.Conv2d(1, 5, 3, padding=1)).eval()
+    path = tmp_path / "plain.onnx"
+    ox.export_onnx(net, path)
+    res = CliRunner().invoke(main, ["recover", str(path), "-o", str(tmp_path / "r.pt"),
+                                    "--tiles", "1", "-q"])
+    assert res.exit_code == 1
+    assert "no logdigit.model metadata" in res.output and not (tmp_path / "r.pt").exists()

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "pretrain-inpaint": "training.pretrain_inpaint:cli",
     "pretrain-densecl": "training.pretrain_densecl:cli",
     "export": "export.cli:cli",
+    "recover": "export.recover:cli",
 }
 
 
