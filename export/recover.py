@@ -87,17 +87,12 @@ def folded_convs(onnx_path: str | os.PathLike) -> tuple[dict[str, tuple[np.ndarr
 
 
 def calibration_tiles(count: int = 48, size: int = 256, seed: int = 0) -> list[np.ndarray]:
-    """Rendered training-like tiles: float32 [1, 1, size, size], pixel / 255."""
-    from training.synth import render_tile
+    """Rendered training-like tiles (:func:`export.samples.labelled_tiles`): float32
+    [1, 1, size, size], pixel / 255."""
+    from .samples import labelled_tiles
 
-    tiles = []
-    for i in range(count):
-        r = render_tile(seed, i, size=size)
-        img = np.asarray(r["image"] if isinstance(r, dict) else r[0])
-        if img.ndim == 3:
-            img = img.mean(axis=2)
-        tiles.append((img.astype(np.float32) / 255.0)[None, None])
-    return tiles
+    return [(img.astype(np.float32) / 255.0)[None, None]
+            for img, _ in labelled_tiles(count, size, seed=seed)]
 
 
 def recover_checkpoint(onnx_path: str | os.PathLike, out: str | os.PathLike,
