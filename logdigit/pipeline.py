@@ -320,24 +320,42 @@ NICE_SPACINGS = (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 25.0, 50.0
 GRID_ROW_FILL = 0.5
 #: rows either side of a grid line's centre where track-wide runs are taken for it
 GRID_ROW_PAD = 2
+#: rows inked across at least this share of a track hold a heavy line (thick or tilted
+#: ones too, which the grid-line test leaves out): a wide run there is the curve merged
+#: with the line and is settled (:func:`logdigit.vectorise.settle_wide_runs`)
+HEAVY_ROW_FILL = 0.4
 
 
-def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
-                   threshold: int, block: int = 8192) -> np.ndarray:
-    """Sub-pixel centres (deskewed rows) of horizontal lines running across the tracks:
-    rows where at least GRID_ROW_FILL of the track columns are ink, grouped, weighted."""
+def row_ink_fill(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
+                 threshold: int, block: int = 8192) -> np.ndarray:
+    """float [rows[1] - rows[0]]: share of the tracks' columns (borders left out) that
+    are ink (darker than ``threshold``) on each row of ``rows``."""
     H, W = grey.shape
+    top, bottom = rows
+    fill = np.zeros(max(0, bottom - top))
     cols = np.concatenate([np.arange(max(0, int(t.xl) + 3), min(W, int(t.xr) - 2))
                            for t in tracks]) if tracks else np.arange(W)
     if not len(cols):
-        return np.zeros(0)
-    top, bottom = rows
-    fill = np.zeros(bottom - top)
+        return fill
     c0, c1 = int(cols.min()), int(cols.max()) + 1
     sel = cols - c0
     for r0 in range(top, bottom, block):
         r1 = min(bottom, r0 + block)
         fill[r0 - top:r1 - top] = (grey[r0:r1, c0:c1][:, sel] < threshold).mean(1)
+    return fill
+
+
+def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
+                   threshold: int, block: int = 8192, fill: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """Sub-pixel centres (deskewed rows) of horizontal lines running across the tracks:
+    rows where at least GRID_ROW_FILL of the track columns are ink, grouped, weighted.
+    ``fill``: :func:`row_ink_fill` of these rows when already made."""
+    top, bottom = rows
+    if fill is None:
+        fill = row_ink_fill(grey, tracks, rows, threshold, block)
+    if not len(fill):
+        return np.zeros(0)
     on = fill >= GRID_ROW_FILL
     d = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
     a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
@@ -560,10 +578,12 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     threshold = getattr(layout, "threshold", 128)
     if grey is not None and plan.calibrated:
         plan.depth, depth_note = refine_depth(grey, plan, threshold)
-    line_rows = None
+    line_rows = ink_rows = None
     if grey is not None:   # wide runs are grid lines only on the grid's rows
+        fill = row_ink_fill(grey, plan.tracks, plan.rows, threshold)
         line_rows = np.zeros(H, bool)
-        for y in periodic_lines(grid_line_rows(grey, plan.tracks, plan.rows, threshold)):
+        for y in periodic_lines(grid_line_rows(grey, plan.tracks, plan.rows, threshold,
+                                               fill=fill)):
             line_rows[max(0, int(math.floor(y)) - GRID_ROW_PAD):
                       min(H, int(math.ceil(y)) + GRID_ROW_PAD + 1)] = True
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
@@ -572,10 +592,16 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         shift = tp.shift(layout, H)
         if shift is not None and not np.any(np.abs(shift[top:bottom]) >= 0.5):
             shift = None
+        if grey is not None:   # + heavy, thick or tilted lines across this track
+            ink_rows = line_rows.copy()
+            heavy = np.flatnonzero(row_ink_fill(grey, [tp], plan.rows, threshold)
+                                   >= HEAVY_ROW_FILL) + top
+            for d in range(-GRID_ROW_PAD, GRID_ROW_PAD + 1):
+                ink_rows[np.clip(heavy + d, 0, H - 1)] = True
         if tp.curves is None:   # uncalibrated: every style present
             seen: dict[str, int] = {}
             for cid, tr in _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg,
-                                                confidence, shift, line_rows):
+                                                confidence, shift, line_rows, ink_rows):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
                 seen[name] = seen.get(name, 0) + 1
                 if seen[name] > 1:   # a second curve of the style: T2_SOLID_2
@@ -618,7 +644,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             flat = [(cid, c) for cid, cs in groups.items() for c in cs]
             got = trace_track(code, [(cid, c.wrap) for cid, c in flat], tp.xl, tp.xr, cfg,
                               rows=plan.rows, confidence=confidence, shift=shift,
-                              line_rows=line_rows)
+                              line_rows=line_rows, ink_rows=ink_rows)
             for (cid, _), tr in zip(flat, got):
                 joint.setdefault(cid, []).append(tr)
         for cid, cs in groups.items():
@@ -628,7 +654,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                 traces = trace_curves(classes, cid, tp.xl, tp.xr, len(cs), cfg,
                                       wrap=[c.wrap for c in cs], confidence=confidence,
                                       rows=plan.rows, masks=group_masks[cid], code=code,
-                                      allowed=allowed, shift=shift, line_rows=line_rows)
+                                      allowed=allowed, shift=shift, line_rows=line_rows,
+                                      ink_rows=ink_rows)
             for c, tr in zip(cs, traces):
                 if tr is None:
                     warnings.append(f"{c.mnemonic}: no {c.style} curve found in track "
@@ -739,7 +766,8 @@ def _apart(a, b, tol: float) -> bool:
 
 
 def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], binary: bool,
-                         cfg: TrackerConfig, confidence, shift, line_rows) -> list[tuple[int, Any]]:
+                         cfg: TrackerConfig, confidence, shift, line_rows,
+                         ink_rows=None) -> list[tuple[int, Any]]:
     """(class id, CurveTrace) of the curves of a track read without a calibration.
 
     A style counts as present when its argmax pixels alone carry a curve over
@@ -759,7 +787,7 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
     for cid in ([1] if binary else sorted(CLASS_TO_STYLE)):
         first, *more = trace_curves(classes, cid, tp.xl, tp.xr, MAX_UNCALIBRATED_PER_STYLE, cfg,
                                     confidence=confidence, rows=rows, shift=shift,
-                                    line_rows=line_rows, code=code)
+                                    line_rows=line_rows, code=code, ink_rows=ink_rows)
         if _read_share(first, rows) < MIN_UNCALIBRATED_COVERAGE:
             continue
         present.append((cid, first))
@@ -776,7 +804,7 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
         return present
     curves = [(tuple(present[i][0] for i in g), False) for g in groups]
     got = trace_track(code, curves, tp.xl, tp.xr, cfg, rows=rows, confidence=confidence,
-                      shift=shift, line_rows=line_rows)
+                      shift=shift, line_rows=line_rows, ink_rows=ink_rows)
     out = []
     for g, tr in zip(groups, got):
         if _read_share(tr, rows) >= MIN_UNCALIBRATED_COVERAGE:

@@ -72,6 +72,9 @@ class TrackerConfig:
     start_cost: float = 5.0       #: cost to begin the path
     gap_hypotheses: int = 4       #: paths in a gap kept per row (distinct last runs)
     refine_extremes: bool = True  #: vertex at the run's end at turning points
+    wide_run_factor: float = 3.0  #: runs wider than this x the pen width ...
+    wide_run_px: float = 4.0      #: ... + this many px hold other ink (0 factor: off) ...
+    wide_run_rows: int = 8        #: ... and stretches of them this short are interpolated
     max_gap_px: int = 60          #: bridge NaN gaps up to this many rows
     blip_rows: int = 4            #: isolated stretches this short may be specks ...
     blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
@@ -338,12 +341,82 @@ def path_line_width(runs: Runs, path: np.ndarray) -> float:
     return float(max(1.0, np.percentile(runs.ends[j] - runs.starts[j], 20)))
 
 
-def refine_extremes(runs: Runs, path: np.ndarray, x: np.ndarray) -> np.ndarray:
+def wide_rows(runs: Runs, path: np.ndarray, factor: float, extra_px: float) -> np.ndarray:
+    """bool [n]: rows whose chosen run is wider than ``factor`` x the pen width
+    (:func:`path_line_width`) + ``extra_px``. 0 ``factor``: none."""
+    wide = np.zeros(len(path), bool)
+    ok = path >= 0
+    if factor <= 0 or ok.sum() < 3:
+        return wide
+    lw = path_line_width(runs, path)
+    j = path[ok]
+    wide[ok] = (runs.ends[j] - runs.starts[j]) > factor * lw + extra_px
+    return wide
+
+
+#: a stretch of wide runs is a line blob when consecutive rows' runs overlap this much
+#: (intersection over union of their extents) ...
+BLOB_OVERLAP = 0.6
+#: ... and the curve leaves it this near (share of the mean run width) where it entered
+BLOB_THROUGH = 0.25
+
+
+def settle_wide_runs(runs: Runs, path: np.ndarray, x: np.ndarray, wide: np.ndarray,
+                     max_rows: int, line_rows: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``x`` [n] with stretches of :func:`wide_rows` (at most ``max_rows`` rows,
+    ordinary rows either side) where the curve is merged with other ink moved onto the
+    straight line between those ordinary rows, clamped into each row's run (less half
+    the pen width). Returns ``(x, settled)``, ``settled`` bool [n].
+
+    A stretch is settled when it touches ``line_rows`` (bool [n], rows on horizontal
+    grid lines; None: every stretch), or when it is a line blob: 2 or more rows whose
+    runs cover nearly the same columns (:data:`BLOB_OVERLAP`) while the curve leaves
+    near where it entered (:data:`BLOB_THROUGH`): a heavy, thick or tilted line that the
+    network labelled curve along part of its length. A curve sweeping across the track
+    (it leaves far from where it entered) or a spike (each row's run starts where the
+    last one ended) keeps its runs' middles. Without this a curve crossing a heavy line
+    gets a spike towards the middle of the labelled part of the line (and
+    :func:`refine_extremes` would push it to the end)."""
+    x = x.copy()
+    settled = np.zeros(len(x), bool)
+    if not wide.any():
+        return x, settled
+    hw = (path_line_width(runs, path) - 1) / 2.0
+    d = np.diff(np.concatenate([[0], wide.astype(np.int8), [0]]))
+    for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):   # stretch [a, b)
+        r0, r1 = a - 1, b
+        if b - a > max_rows or r0 < 0 or r1 >= len(x) or not (
+                np.isfinite(x[r0]) and np.isfinite(x[r1])):
+            continue
+        rr = np.arange(a, b)
+        j = path[rr]
+        lo = runs.starts[j] + hw
+        hi = np.maximum(lo, runs.ends[j] - 1 - hw)
+        if line_rows is not None and not np.asarray(line_rows, bool)[a:b].any():
+            s, e = runs.starts[j], runs.ends[j]
+            overlap = (e.min() - s.min() if len(j) < 2 else
+                       (np.minimum(e[1:], e[:-1]) - np.maximum(s[1:], s[:-1]))
+                       / (np.maximum(e[1:], e[:-1]) - np.minimum(s[1:], s[:-1]))).min()
+            through = abs(x[r1] - x[r0]) < BLOB_THROUGH * float(np.mean(e - s))
+            if not (len(j) >= 2 and overlap >= BLOB_OVERLAP and through):
+                continue
+        line = x[r0] + (rr - r0) / (r1 - r0) * (x[r1] - x[r0])
+        x[rr] = np.clip(line, lo, hi)
+        settled[rr] = True
+    return x, settled
+
+
+def refine_extremes(runs: Runs, path: np.ndarray, x: np.ndarray,
+                    skip: np.ndarray | None = None) -> np.ndarray:
     """Sub-pixel positions at turning points: where the chosen run of a row sticks out
     past both neighbouring rows' centres on one side, the curve's vertex is at that
-    end of the run (less half the pen width), not at the run's middle."""
+    end of the run (less half the pen width), not at the run's middle. Rows in ``skip``
+    (bool [n], e.g. settled by :func:`settle_wide_runs`) are left as they are."""
     x = x.copy()
     ok = path >= 0
+    if skip is not None:
+        ok &= ~skip
     if ok.sum() < 3:
         return x
     hw = (path_line_width(runs, path) - 1) / 2.0
@@ -555,6 +628,11 @@ class _Frame:
                     np.searchsorted(rows, np.arange(runs.n_rows + 1))), keep
 
 
+def _window_rows(rows_mask: np.ndarray | None, fr: "_Frame") -> np.ndarray | None:
+    """A bool [H] row mask cut to the frame's rows (None stays None)."""
+    return None if rows_mask is None else rows_mask[fr.top:fr.bottom]
+
+
 def _frame(shape: tuple[int, int], xl: float, xr: float, rows: tuple[int, int] | None,
            shift: np.ndarray | None) -> _Frame:
     H, W = shape
@@ -569,25 +647,36 @@ def _frame(shape: tuple[int, int], xl: float, xr: float, rows: tuple[int, int] |
     return _Frame(top, bottom, c0, c1, w0, w1, ish, sub)
 
 
+def _positions(runs: Runs, path: np.ndarray, cfg: TrackerConfig,
+               line_rows: np.ndarray | None = None) -> np.ndarray:
+    """Sub-pixel column per row of a Viterbi path: run middles, wide runs where the
+    curve meets a line settled (:func:`settle_wide_runs`), vertices at turning points
+    (:func:`refine_extremes`)."""
+    x = path_centres(runs, path)
+    wide = wide_rows(runs, path, cfg.wide_run_factor, cfg.wide_run_px)
+    x, settled = settle_wide_runs(runs, path, x, wide, cfg.wide_run_rows, line_rows)
+    if cfg.refine_extremes:   # a wide run on a line's rows is no vertex: its end is the line's
+        on_line = wide if line_rows is None else wide & np.asarray(line_rows, bool)[:len(path)]
+        x = refine_extremes(runs, path, x, skip=settled | on_line)
+    return x
+
+
 def _follow(runs: Runs, cfg: TrackerConfig, wrap: bool, width: float,
-            emit: np.ndarray | None = None, busy_rows: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            emit: np.ndarray | None = None, busy_rows: np.ndarray | None = None,
+            line_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Trace one curve through ``runs`` (window columns): (x float [n] sub-pixel column
-    or NaN, indices of the runs used). Wrapped curves are traced in unrolled columns."""
+    or NaN, indices of the runs used). Wrapped curves are traced in unrolled columns.
+    ``line_rows`` bool [n]: rows on horizontal grid lines (:func:`_positions`)."""
     em = np.zeros(len(runs.rows)) if emit is None else np.asarray(emit, np.float64)
     if wrap:  # track in unrolled columns: levels -1, 0, +1 of backup traces
         uruns, lv, src = unroll(runs, int(round(width)))
         upath = viterbi_path(uruns, cfg, 0, cfg.level_cost * np.abs(lv) + em[src], busy_rows)
-        x = path_centres(uruns, upath)
-        if cfg.refine_extremes:
-            x = refine_extremes(uruns, upath, x)
+        x = _positions(uruns, upath, cfg, line_rows)
         used = src[upath[upath >= 0]]
         x = relevel_segments(x, period=float(round(width)), min_gap=cfg.max_gap_px)
     else:
         path = viterbi_path(runs, cfg, 0, None if emit is None else em, busy_rows)
-        x = path_centres(runs, path)
-        if cfg.refine_extremes:
-            x = refine_extremes(runs, path, x)
+        x = _positions(runs, path, cfg, line_rows)
         used = path[path >= 0]
     return drop_blips(x, cfg.blip_rows, cfg.blip_px), used
 
@@ -637,7 +726,8 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
                  confidence: np.ndarray | None = None, rows: tuple[int, int] | None = None,
                  masks: list[np.ndarray] | None = None, code: np.ndarray | None = None,
                  allowed: frozenset[int] | None = None, shift: np.ndarray | None = None,
-                 line_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
+                 line_rows: np.ndarray | None = None,
+                 ink_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
     """Read ``n_curves`` curves of class ``cls`` in the track with edges ``xl``, ``xr``.
 
     Parameters
@@ -672,6 +762,10 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     line_rows : bool [H] or None
         Rows on horizontal grid lines: runs wider than ``cfg.max_run_share`` of the
         track are dropped only there (None: everywhere).
+    ink_rows : bool [H] or None
+        Rows inked across much of the tracks (heavy lines, also thick or tilted ones
+        that ``line_rows`` leaves out): wide runs there are settled
+        (:func:`settle_wide_runs`); None: ``line_rows``.
 
     Returns
     -------
@@ -684,6 +778,7 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     merge = _merge_for(cls, cfg)
     conf_src = _conf_source(confidence, code)
     lrows = None if line_rows is None else line_rows[fr.top:fr.bottom]
+    srows = _window_rows(ink_rows if ink_rows is not None else line_rows, fr)
     shared = None
     if masks is None:
         found = find_class_runs(classes, cls, (fr.top, fr.bottom), (fr.w0, fr.w1), merge,
@@ -693,7 +788,7 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     for k in range(n_curves):
         runs = shared if masks is None else _narrow(fr.straight(find_runs(masks[k], merge))[0],
                                                     cfg, width, lrows)
-        x, used = _follow(runs, cfg, wrap[k], width)
+        x, used = _follow(runs, cfg, wrap[k], width, line_rows=srows)
         if masks is None:  # the next curve of this style uses what this one left
             keep = np.ones(len(runs.rows), bool)
             keep[used] = False
@@ -772,7 +867,8 @@ def _row_cumsum(m: np.ndarray) -> np.ndarray:
 def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr: float,
                 cfg: TrackerConfig | None = None, rows: tuple[int, int] | None = None,
                 confidence: np.ndarray | None = None, shift: np.ndarray | None = None,
-                line_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
+                line_rows: np.ndarray | None = None,
+                ink_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
     """Read all curves of a calibrated track from the curve code, jointly.
 
     Every curve is traced through the runs of likely-curve pixels of *any* style
@@ -797,7 +893,7 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     curves : list of (class id or tuple of class ids, wrap)
         The track's curves in output order; a tuple: a curve drawn in any of these
         styles (an uncalibrated curve the network labels several ways).
-    xl, xr, cfg, rows, confidence, shift, line_rows
+    xl, xr, cfg, rows, confidence, shift, line_rows, ink_rows
         As in :func:`trace_curves`.
 
     Gaps longer than ``cfg.max_gap_px`` that the read leaves are filled from a second
@@ -814,7 +910,8 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     list of CurveTrace or None, in the order of ``curves``.
     """
     cfg = cfg or TrackerConfig()
-    out = _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows)
+    out = _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows,
+                            ink_rows=ink_rows)
     if not 0 < cfg.fill_style_cost < cfg.style_cost:
         return out
     H = code.shape[0]
@@ -829,7 +926,8 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
         second = CurveTrace(np.full(H, np.nan), np.zeros(H, bool), np.zeros(H))
         for w0, w1 in windows:   # the second read only around the curve's gaps
             got = _trace_track_once(code, curves, xl, xr, fill_cfg, (w0, w1), confidence,
-                                    shift, line_rows, only=k, claimed=others)[k]
+                                    shift, line_rows, only=k, claimed=others,
+                                    ink_rows=ink_rows)[k]
             if got is not None:
                 for dst, src in zip((second.frac, second.observed, second.confidence),
                                     (got.frac, got.observed, got.confidence)):
@@ -881,8 +979,8 @@ def fill_anchored_gaps(a: CurveTrace, b: CurveTrace, tol: float,
 
 
 def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows,
-                      only: int | None = None, claimed: list[np.ndarray] = ()
-                      ) -> list[CurveTrace | None]:
+                      only: int | None = None, claimed: list[np.ndarray] = (),
+                      ink_rows: np.ndarray | None = None) -> list[CurveTrace | None]:
     """One joint read of a track's curves (:func:`trace_track` without the gap fill).
 
     ``only``: read just that curve, from the runs that none of ``claimed`` (the other
@@ -923,7 +1021,8 @@ def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_r
         busy = np.zeros(runs.n_rows, bool)
         busy[runs.rows[(own >= 0.5) & (strong >= 0.5)]] = True
         emit = cfg.style_cost * (1.0 - own) + cfg.weak_cost * (1.0 - strong)
-        x, used = _follow(runs, cfg, wrap, width, emit, busy)
+        x, used = _follow(runs, cfg, wrap, width, emit, busy,
+                          _window_rows(ink_rows if ink_rows is not None else line_rows, fr))
         out[k] = _result(x, fr, xl, width, code.shape, cfg, *conf_src)
         left = np.ones(len(runs.rows), bool)   # the next curves use what this one left
         left[used] = False

@@ -321,3 +321,26 @@ def test_monochrome_shading_is_a_dot_screen_that_leaves_curves_visible():
     curve = shaded["mask"] == spec.curves[k].class_id
     assert ink[curve].mean() > 0.9
     assert not (shaded["mask"][area & ~curve]).any()
+
+
+@pytest.mark.parametrize("stair", [1.0, 0.0])
+def test_held_curves_have_straight_vertical_stretches(stair):
+    """hold_prob 1: every curve is stair steps (piecewise constant on steps of 1-6 ft)
+    or has a flat stretch of at least 8 ft; hold_prob 0 (the default) leaves the page
+    exactly as it was, other streams untouched."""
+    cfg = RenderConfig(hold_prob=1.0, hold_stair_share=stair)
+    base = sample_page(5, 3, RenderConfig(), dict(SMALL))
+    held = sample_page(5, 3, cfg, dict(SMALL))
+    assert [c.mnemonic for c in held.curves] == [c.mnemonic for c in base.curves]
+    for cb, ch in zip(base.curves, held.curves):
+        f = ch.frac_model[np.isfinite(ch.frac_model)]
+        same = np.diff(f) == 0
+        if stair:
+            assert same.mean() > 0.75                       # steps of >= 4 samples
+        else:
+            runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], same, [0]]))))[::2]
+            assert runs.max() >= 8.0 / 0.25 - 1
+        assert not np.array_equal(cb.frac_model, ch.frac_model, equal_nan=True)
+    again = sample_page(5, 3, RenderConfig(hold_prob=0.0), dict(SMALL))
+    for cb, c0 in zip(base.curves, again.curves):
+        assert np.array_equal(cb.frac_model, c0.frac_model, equal_nan=True)

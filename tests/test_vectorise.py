@@ -935,3 +935,57 @@ def test_compiled_tracker_equals_python(period, seed, monkeypatch):
         monkeypatch.delenv("LOGDIGIT_JIT")
         assert (slow >= 0).sum() > 500
         np.testing.assert_array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("factor,marked", [(3.0, True), (3.0, None), (0.0, True), (3.0, False)])
+def test_heavy_grid_line_crossing_leaves_no_spike(factor, marked):
+    """Where the curve crosses a heavy horizontal line and the network labels part of
+    the line curve (a run 40-120 px wide, short of a grid-line run), the position stays
+    on the curve, not at the run's middle or end: on the rows the layout marks as grid
+    lines (``line_rows``; None: every row), and unmarked too (a 4-row blob the curve
+    passes straight through: a thick or tilted line the grid test missed). With the
+    settling off (factor 0) the spikes are there, so the check can fail."""
+    h, w = 1200, 400
+    rows = np.arange(h)
+    truth = 200 + 50 * np.sin(rows / 110.0)
+    m = _draw(h, w, truth)
+    lines = np.arange(40, h - 40, 100)
+    rng = np.random.default_rng(3)
+    for y in lines:                         # 4-row line, labelled curve on one side only
+        c = int(round(truth[y]))
+        lo, hi = (c - int(rng.integers(40, 120)), c + 2) if y % 200 else (c - 2, c + int(rng.integers(40, 120)))
+        m[y:y + 4, lo:hi] = 1
+    at_lines = np.concatenate([np.arange(y, y + 4) for y in lines])
+    line_rows = None
+    if marked is not None:
+        line_rows = np.zeros(h, bool)
+        if marked:
+            line_rows[at_lines] = True
+    tr = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(wide_run_factor=factor),
+                      line_rows=line_rows)[0]
+    err = np.abs(tr.frac * w - truth)
+    if factor:
+        assert np.nanmax(err[at_lines]) < 2.5
+        assert np.nanmedian(err) < 0.5
+    else:
+        assert np.nanmax(err[at_lines]) > 15
+
+
+@pytest.mark.parametrize("rows_px", [1, 2])
+def test_sharp_spike_and_sweep_keep_their_runs(rows_px):
+    """A sharp spike (wide runs that shift row by row) and a sweep across the track
+    (the curve leaves far from where it entered) are not line blobs: off the grid's
+    rows they are read as drawn, the spike's tip kept."""
+    h, w = 900, 400
+    x = 120.0 + 6 * np.sin(np.arange(h) / 40.0)      # a constant line would be a grid line
+    tip = 300
+    half = rows_px
+    for k in range(-half, half + 1):                  # triangular spike, 150 px high
+        x[tip + k] += 150.0 * (1 - abs(k) / (half + 1))
+    x[600:] += 200.0                                  # a step: sweep across in one row
+    m = _draw(h, w, x)
+    tr = trace_curves(m, 1, 0.0, float(w), line_rows=np.zeros(h, bool))[0]
+    got = tr.frac * w
+    assert got[tip - 2:tip + 3].max() > x[tip] - 4
+    ok = np.isfinite(got)
+    assert ok.mean() > 0.98 and np.median(np.abs(got[ok] - x[ok])) < 0.5

@@ -40,6 +40,14 @@ class RenderConfig:
     dropout_prob: float = 0.3                     #: per curve: has unrecorded stretches
     partial_prob: float = 0.15                    #: per curve: starts late / stops early
     analogue_prob: float = 0.5                    #: wiggly analogue recording (else smooth digital print)
+    #: per curve: held still for stretches (a stuck tool or pen, a constant reading, an
+    #: early digital plotter's stair steps), so the network learns that a long straight
+    #: vertical line off the grid can be curve. 0 by default: the seeded bench pages of
+    #: earlier sessions stay the same; training configs turn it on.
+    hold_prob: float = 0.0
+    hold_stair_share: float = 0.5                 #: of held curves: stair steps over the whole curve
+    hold_ft: tuple[float, float] = (8.0, 80.0)    #: length of a flat stretch (ft)
+    stair_ft: tuple[float, float] = (1.0, 6.0)    #: length of one stair step (ft)
     shading_prob: float = 0.25                    #: fill between a curve and a track edge (x2 on colour prints)
     shading_level: tuple[float, float] = (0.12, 0.35)  #: share of the fill inked (screen dot density)
     hatch_prob: float = 0.2                       #: hatched boxes (perforations, cores) in a track

@@ -344,6 +344,7 @@ def sample_page(seed: int, page_id: int, cfg: RenderConfig, ov: dict[str, Any]) 
             frac = family_fraction(erng, fam, beds, float(left), float(right), scale, wrap, wiggle)
             if analogue:    # sharp single-sample spikes of old analogue recordings (own stream)
                 frac = _spikes(rng_for(seed, page_id, 8, len(curves)), frac, wrap)
+            frac = _holds(rng_for(seed, page_id, 9, len(curves)), frac, cfg)
             if bool(ov.get("wraps", False)) and wrap:
                 frac = _force_excursion(erng, frac)
             frac = _dropouts(erng, frac, cfg, ov, rpu / (FT_PER_M if metric else 1.0))
@@ -534,6 +535,27 @@ def _spikes(rng: np.random.Generator, frac: np.ndarray, wrap: bool) -> np.ndarra
         lo, hi = max(0, a - h), min(n, a + h + 1)
         out[lo:hi] += m * (1.0 - np.abs(np.arange(lo, hi) - a) / (h + 1))
     return np.clip(out, -0.95, 1.95) if wrap else np.clip(out, 0.004, 0.996)
+
+
+def _holds(rng: np.random.Generator, frac: np.ndarray, cfg: RenderConfig) -> np.ndarray:
+    """With ``cfg.hold_prob``, hold a curve still: either stair steps over the whole curve
+    (each ``cfg.stair_ft`` the reading jumps to the current value and stays: the pen
+    draws a vertical line and a short horizontal jog) or 1-3 flat stretches of
+    ``cfg.hold_ft`` (a stuck reading) after which the curve jumps back to its value.
+    ``frac`` [N] on the model grid (:data:`MODEL_STEP_FT` per sample)."""
+    if cfg.hold_prob <= 0 or rng.random() >= cfg.hold_prob:
+        return frac
+    n = len(frac)
+    out = frac.copy()
+    if rng.random() < cfg.hold_stair_share:
+        step = max(2, int(rng.uniform(*cfg.stair_ft) / MODEL_STEP_FT))
+        start = np.arange(n) // step * step
+        return out[start]
+    for _ in range(int(rng.integers(1, 4))):
+        length = max(2, int(rng.uniform(*cfg.hold_ft) / MODEL_STEP_FT))
+        a = int(rng.integers(0, max(1, n - length)))
+        out[a:a + length] = out[a]
+    return out
 
 
 def _on_main_trace(frac: np.ndarray, shown: np.ndarray) -> np.ndarray:
