@@ -90,6 +90,7 @@ class TrackerConfig:
     weak_cost: float = 1.5        #: ... at this cost per row times the run's weak share
     fill_style_cost: float = 2.9  #: style_cost of a second read that fills anchored gaps (0: off)
     fill_anchor: float = 0.01     #: ... where both reads agree this near (share of width) at both ends
+    detour_tol: float = 0.02      #: a curve on another's line this near (share of width) in that one's gap gives it back (0: off)
 
 
 @dataclass
@@ -912,6 +913,7 @@ def trace_track(code: np.ndarray, curves: list[tuple[int, bool]], xl: float, xr:
     cfg = cfg or TrackerConfig()
     out = _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_rows,
                             ink_rows=ink_rows)
+    out = reassign_detours(out, cfg.detour_tol, cfg.max_gap_px)
     if not 0 < cfg.fill_style_cost < cfg.style_cost:
         return out
     H = code.shape[0]
@@ -946,6 +948,82 @@ def _gap_windows(t: CurveTrace, margin: int, rows: tuple[int, int]) -> list[tupl
             out[-1] = (out[-1][0], max(out[-1][1], b))
         else:
             out.append((a, b))
+    return out
+
+
+#: a detour is this many rows at least ...
+DETOUR_MIN_ROWS = 10
+#: ... and runs along the other curve's line on this share of that curve's gap
+DETOUR_MIN_SHARE = 0.6
+#: rows either side of a detour searched for where the detouring curve came from
+DETOUR_MARGIN = 12
+#: (x tol) how near B's straight line A must run (B wiggles inside its gap) ...
+DETOUR_LINE = 2.5
+#: ... and how far away A came from and went back to
+DETOUR_FROM = 4.0
+
+
+def reassign_detours(traces: list[CurveTrace | None], tol: float,
+                     max_gap: int = 0) -> list[CurveTrace | None]:
+    """Give back stretches one curve read on another curve's line while that one went
+    unread: the joint read takes curves one after the other, and the first may leave its
+    own line (where the network labels it poorly) for a neighbour's, which is then left
+    with a gap exactly there.
+
+    For each unobserved stretch of curve B (NaN or bridged, observed rows either side,
+    at least :data:`DETOUR_MIN_ROWS`), a curve A whose read runs within
+    :data:`DETOUR_LINE` ``x tol`` (share of the track width) of the straight line between
+    B's ends on :data:`DETOUR_MIN_SHARE` of the stretch, starts and ends there within
+    ``tol`` of B's ends, and on both sides came from (and went back to) somewhere at least
+    :data:`DETOUR_FROM` ``x tol`` away from them (within
+    :data:`DETOUR_MARGIN` rows; a curve merely crossing or running along B does not), hands
+    those rows to B and is left NaN there (the gap fill may then find its own line);
+    gaps of at most ``max_gap`` rows this leaves are bridged (:func:`bridge_gaps`).
+    ``traces``: one track's curves ([H] fractions, unwrapped), returned as new objects
+    where changed; ``tol`` 0: unchanged.
+    """
+    out = list(traces)
+    if tol <= 0:
+        return out
+    for b, B in enumerate(out):
+        if B is None:
+            continue
+        unseen = ~B.observed
+        d = np.diff(np.concatenate([[0], unseen.astype(np.int8), [0]]))
+        for g0, g1 in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):   # [g0, g1)
+            s, e = g0 - 1, g1
+            if g1 - g0 < DETOUR_MIN_ROWS or s < 0 or e >= len(B.frac) or not (
+                    B.observed[s] and B.observed[e]):
+                continue
+            rr = np.arange(g0, g1)
+            bline = B.frac[s] + (rr - s) / (e - s) * (B.frac[e] - B.frac[s])
+            for a, A in enumerate(out):
+                if a == b or A is None:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    near = np.abs(A.frac[rr] - bline) < DETOUR_LINE * tol   # bridged rows count
+                if near.sum() < DETOUR_MIN_SHARE * len(rr):
+                    continue
+                i0, i1 = int(rr[near][0]), int(rr[near][-1])
+                if abs(A.frac[i0] - B.frac[s]) > tol or abs(A.frac[i1] - B.frac[e]) > tol:
+                    continue
+                pre = A.frac[max(0, i0 - DETOUR_MARGIN):i0]
+                post = A.frac[i1 + 1:i1 + 1 + DETOUR_MARGIN]
+                pre, post = pre[np.isfinite(pre)], post[np.isfinite(post)]
+                if not (len(pre) and len(post) and abs(pre[0] - B.frac[s]) > DETOUR_FROM * tol
+                        and abs(post[-1] - B.frac[e]) > DETOUR_FROM * tol):
+                    continue
+                fa, oa, ca = A.frac.copy(), A.observed.copy(), A.confidence.copy()
+                fb, ob, cb = B.frac.copy(), B.observed.copy(), B.confidence.copy()
+                sl = slice(i0, i1 + 1)
+                fb[sl], ob[sl], cb[sl] = fa[sl], oa[sl], ca[sl]
+                fb[g0:i0] = fb[i1 + 1:g1] = np.nan   # the rest of B's gap: bridged below
+                ob[g0:i0] = ob[i1 + 1:g1] = False
+                fa[sl], oa[sl], ca[sl] = np.nan, False, 0.0
+                fa, fb = bridge_gaps(fa, max_gap)[0], bridge_gaps(fb, max_gap)[0]
+                out[a], out[b] = CurveTrace(fa, oa, ca), CurveTrace(fb, ob, cb)
+                B = out[b]
+                break
     return out
 
 

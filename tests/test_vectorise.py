@@ -989,3 +989,42 @@ def test_sharp_spike_and_sweep_keep_their_runs(rows_px):
     assert got[tip - 2:tip + 3].max() > x[tip] - 4
     ok = np.isfinite(got)
     assert ok.mean() > 0.98 and np.median(np.abs(got[ok] - x[ok])) < 0.5
+
+
+def _trace(frac):
+    from logdigit.vectorise import CurveTrace
+    frac = np.asarray(frac, float)
+    ok = np.isfinite(frac)
+    return CurveTrace(frac.copy(), ok.copy(), ok.astype(float))
+
+
+def test_detour_onto_a_neighbours_gap_is_given_back():
+    """Curve A leaves its line for B's over exactly the rows B went unread: B gets those
+    rows back and A is left unread there. A curve that only crosses B's line, or that
+    was already running along it, keeps its read."""
+    from logdigit.vectorise import reassign_detours
+    h = 400
+    y = np.arange(h)
+    b_true = 0.25 + 0.01 * np.sin(y / 9.0)
+    a_true = 0.08 + 0.005 * np.sin(y / 13.0)
+    b = b_true.copy()
+    b[150:230] = np.nan                        # B unread ...
+    a = a_true.copy()
+    a[156:226] = b_true[156:226]               # ... A read on B's line instead
+    a[150:156] = a[226:230] = np.nan           # (the jumps: a few rows unread)
+    A, B = reassign_detours([_trace(a), _trace(b)], 0.02, max_gap=10)
+    assert np.allclose(B.frac[156:226], b_true[156:226]) and B.observed[156:226].all()
+    assert np.isfinite(B.frac[150:230]).all()                 # short ends bridged
+    assert np.isnan(A.frac[156:226]).all() and not A.observed[156:226].any()
+    assert np.allclose(A.frac[:150], a_true[:150])
+    # off: unchanged
+    A0, B0 = reassign_detours([_trace(a), _trace(b)], 0.0)
+    assert np.array_equal(A0.frac, a, equal_nan=True)
+    # a crossing: A passes B's line for a few rows only
+    c = a_true + (y - 100) * 0.004
+    A1, B1 = reassign_detours([_trace(c), _trace(b)], 0.02)
+    assert np.array_equal(A1.frac, c) and np.array_equal(B1.frac, b, equal_nan=True)
+    # A runs along B's line before and after the gap too: not a detour
+    d = b_true + 0.005
+    A2, B2 = reassign_detours([_trace(d), _trace(b)], 0.02)
+    assert np.array_equal(A2.frac, d) and np.array_equal(B2.frac, b, equal_nan=True)
