@@ -395,12 +395,13 @@ def settle_wide_runs(runs: Runs, path: np.ndarray, x: np.ndarray, wide: np.ndarr
         lo = runs.starts[j] + hw
         hi = np.maximum(lo, runs.ends[j] - 1 - hw)
         if line_rows is not None and not np.asarray(line_rows, bool)[a:b].any():
+            if len(j) < 2:     # one row: a spike's tip as likely as a thin line
+                continue
             s, e = runs.starts[j], runs.ends[j]
-            overlap = (e.min() - s.min() if len(j) < 2 else
-                       (np.minimum(e[1:], e[:-1]) - np.maximum(s[1:], s[:-1]))
+            overlap = ((np.minimum(e[1:], e[:-1]) - np.maximum(s[1:], s[:-1]))
                        / (np.maximum(e[1:], e[:-1]) - np.minimum(s[1:], s[:-1]))).min()
             through = abs(x[r1] - x[r0]) < BLOB_THROUGH * float(np.mean(e - s))
-            if not (len(j) >= 2 and overlap >= BLOB_OVERLAP and through):
+            if not (overlap >= BLOB_OVERLAP and through):
                 continue
         line = x[r0] + (rr - r0) / (r1 - r0) * (x[r1] - x[r0])
         x[rr] = np.clip(line, lo, hi)
