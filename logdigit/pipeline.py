@@ -33,7 +33,7 @@ from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
 from .segment import CODE_P_MASK
 from .vectorise import (TrackerConfig, code_p_level, depth_grid, resample_rows, style_mask,
-                        trace_curves, trace_track, track_window)
+                        trace_curves, trace_track, track_window, true_stretches)
 
 #: named colours for the calibration ``color`` key (RGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -326,23 +326,35 @@ GRID_ROW_PAD = 2
 HEAVY_ROW_FILL = 0.4
 
 
-def row_ink_fill(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
-                 threshold: int, block: int = 8192) -> np.ndarray:
-    """float [rows[1] - rows[0]]: share of the tracks' columns (borders left out) that
-    are ink (darker than ``threshold``) on each row of ``rows``."""
+def row_ink_counts(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
+                   threshold: int, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Ink pixels (darker than ``threshold``) per row of ``rows`` in each track's columns
+    (borders left out; no tracks: every column), in one pass over the scan: (int64
+    [max(1, len(tracks)), rows[1] - rows[0]] counts, int64 [same first axis] columns
+    counted)."""
     H, W = grey.shape
     top, bottom = rows
-    fill = np.zeros(max(0, bottom - top))
-    cols = np.concatenate([np.arange(max(0, int(t.xl) + 3), min(W, int(t.xr) - 2))
-                           for t in tracks]) if tracks else np.arange(W)
-    if not len(cols):
-        return fill
-    c0, c1 = int(cols.min()), int(cols.max()) + 1
-    sel = cols - c0
+    spans = ([(max(0, int(t.xl) + 3), min(W, int(t.xr) - 2)) for t in tracks]
+             if tracks else [(0, W)])
+    ncols = np.array([max(0, c1 - c0) for c0, c1 in spans], np.int64)
+    counts = np.zeros((len(spans), max(0, bottom - top)), np.int64)
     for r0 in range(top, bottom, block):
         r1 = min(bottom, r0 + block)
-        fill[r0 - top:r1 - top] = (grey[r0:r1, c0:c1][:, sel] < threshold).mean(1)
-    return fill
+        for k, (c0, c1) in enumerate(spans):
+            if c1 > c0:
+                counts[k, r0 - top:r1 - top] = (grey[r0:r1, c0:c1] < threshold).sum(1)
+    return counts, ncols
+
+
+def row_ink_fill(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
+                 threshold: int, block: int = 8192,
+                 counts: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """float [rows[1] - rows[0]]: share of the tracks' columns (borders left out) that
+    are ink (darker than ``threshold``) on each row of ``rows``. ``counts``: the
+    :func:`row_ink_counts` of these tracks and rows when already made."""
+    c, n = counts if counts is not None else row_ink_counts(grey, tracks, rows, threshold, block)
+    total = int(n.sum())
+    return c.sum(0) / total if total else np.zeros(c.shape[1])
 
 
 def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, int],
@@ -356,9 +368,7 @@ def grid_line_rows(grey: np.ndarray, tracks: list[TrackPlan], rows: tuple[int, i
         fill = row_ink_fill(grey, tracks, rows, threshold, block)
     if not len(fill):
         return np.zeros(0)
-    on = fill >= GRID_ROW_FILL
-    d = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
-    a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    a, b = true_stretches(fill >= GRID_ROW_FILL)
     keep = (b - a) <= 6                     # thicker: a band or a block of text, not a line
     out = []
     for s0, s1 in zip(a[keep], b[keep]):
@@ -454,7 +464,8 @@ def clear_vertical_lines(classes: np.ndarray, code: np.ndarray | None, layout,
     return n
 
 
-def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[DepthCalibration, str]:
+def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int,
+                 lines: np.ndarray | None = None) -> tuple[DepthCalibration, str]:
     """Refine the ties' depth scale with the horizontal depth grid.
 
     Grid lines lie on multiples of a round depth spacing; each detected line is matched
@@ -462,9 +473,11 @@ def refine_depth(grey: np.ndarray, plan: ReadPlan, threshold: int) -> tuple[Dept
     all matched lines (outliers dropped). The fit is used only when it agrees with the
     ties (within a quarter grid spacing) and fits the lines to 0.5 row RMS; otherwise
     the ties are kept. Returns (depth calibration, a note saying what was done).
+    ``lines``: the :func:`grid_line_rows` of ``plan`` when already found.
     """
     dep = plan.depth
-    lines = grid_line_rows(grey, plan.tracks, plan.rows, threshold)
+    if lines is None:
+        lines = grid_line_rows(grey, plan.tracks, plan.rows, threshold)
     if len(lines) < 6:
         return dep, "depth from the ties (too few horizontal grid lines to refine)"
     tr = np.array([t.row for t in dep.ties])
@@ -576,26 +589,28 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
     top, bottom = plan.rows
     depth_note = "depth from the ties"
     threshold = getattr(layout, "threshold", 128)
-    if grey is not None and plan.calibrated:
-        plan.depth, depth_note = refine_depth(grey, plan, threshold)
-    line_rows = ink_rows = None
-    if grey is not None:   # wide runs are grid lines only on the grid's rows
-        fill = row_ink_fill(grey, plan.tracks, plan.rows, threshold)
-        line_rows = np.zeros(H, bool)
-        for y in periodic_lines(grid_line_rows(grey, plan.tracks, plan.rows, threshold,
-                                               fill=fill)):
+    line_rows = ink_rows = ink = None
+    if grey is not None:   # one pass over the scan: grid lines (depth, wide runs), heavy rows
+        ink = row_ink_counts(grey, plan.tracks, plan.rows, threshold)
+        lines = grid_line_rows(grey, plan.tracks, plan.rows, threshold,
+                               fill=row_ink_fill(grey, plan.tracks, plan.rows, threshold,
+                                                 counts=ink))
+        if plan.calibrated:
+            plan.depth, depth_note = refine_depth(grey, plan, threshold, lines=lines)
+        line_rows = np.zeros(H, bool)   # wide runs are grid lines only on the grid's rows
+        for y in periodic_lines(lines):
             line_rows[max(0, int(math.floor(y)) - GRID_ROW_PAD):
                       min(H, int(math.ceil(y)) + GRID_ROW_PAD + 1)] = True
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
     qc: list[QCCurve] = []
-    for tp in plan.tracks:
+    for t_i, tp in enumerate(plan.tracks):
         shift = tp.shift(layout, H)
         if shift is not None and not np.any(np.abs(shift[top:bottom]) >= 0.5):
             shift = None
-        if grey is not None:   # + heavy, thick or tilted lines across this track
+        if ink is not None:   # + heavy, thick or tilted lines across this track
             ink_rows = line_rows.copy()
-            heavy = np.flatnonzero(row_ink_fill(grey, [tp], plan.rows, threshold)
-                                   >= HEAVY_ROW_FILL) + top
+            counts, ncols = ink
+            heavy = np.flatnonzero(counts[t_i] / max(1, ncols[t_i]) >= HEAVY_ROW_FILL) + top
             for d in range(-GRID_ROW_PAD, GRID_ROW_PAD + 1):
                 ink_rows[np.clip(heavy + d, 0, H - 1)] = True
         if tp.curves is None:   # uncalibrated: every style present

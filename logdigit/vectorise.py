@@ -384,8 +384,7 @@ def settle_wide_runs(runs: Runs, path: np.ndarray, x: np.ndarray, wide: np.ndarr
     if not wide.any():
         return x, settled
     hw = (path_line_width(runs, path) - 1) / 2.0
-    d = np.diff(np.concatenate([[0], wide.astype(np.int8), [0]]))
-    for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):   # stretch [a, b)
+    for a, b in zip(*true_stretches(wide)):   # stretch [a, b)
         r0, r1 = a - 1, b
         if b - a > max_rows or r0 < 0 or r1 >= len(x) or not (
                 np.isfinite(x[r0]) and np.isfinite(x[r1])):
@@ -434,6 +433,13 @@ def refine_extremes(runs: Runs, path: np.ndarray, x: np.ndarray,
     return x
 
 
+def true_stretches(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal stretches of true values of a bool [N] ``mask``: (starts, ends) int
+    arrays, each stretch ``[start, end)``."""
+    d = np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
 def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
     """Drop short isolated stretches (at most ``max_len`` rows, NaN on both sides) that
     lie more than ``tol`` px off the straight line between their neighbours: specks
@@ -442,8 +448,7 @@ def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
     ok = np.isfinite(x)
     if ok.sum() < 3 or max_len <= 0:
         return x
-    d = np.diff(np.concatenate([[0], ok.astype(np.int8), [0]]))
-    a, b = np.flatnonzero(d == 1), np.flatnonzero(d == -1)  # segments [a, b)
+    a, b = true_stretches(ok)   # segments [a, b)
     if len(a) < 3:
         return x
     drop = np.zeros(len(x), bool)
@@ -779,7 +784,7 @@ def trace_curves(classes: np.ndarray, cls: int, xl: float, xr: float, n_curves: 
     width = float(xr - xl)
     merge = _merge_for(cls, cfg)
     conf_src = _conf_source(confidence, code)
-    lrows = None if line_rows is None else line_rows[fr.top:fr.bottom]
+    lrows = _window_rows(line_rows, fr)
     srows = _window_rows(ink_rows if ink_rows is not None else line_rows, fr)
     shared = None
     if masks is None:
@@ -989,9 +994,7 @@ def reassign_detours(traces: list[CurveTrace | None], tol: float,
     for b, B in enumerate(out):
         if B is None:
             continue
-        unseen = ~B.observed
-        d = np.diff(np.concatenate([[0], unseen.astype(np.int8), [0]]))
-        for g0, g1 in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):   # [g0, g1)
+        for g0, g1 in zip(*true_stretches(~B.observed)):   # [g0, g1)
             s, e = g0 - 1, g1
             if g1 - g0 < DETOUR_MIN_ROWS or s < 0 or e >= len(B.frac) or not (
                     B.observed[s] and B.observed[e]):
@@ -1076,9 +1079,7 @@ def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_r
         styles, cfg.merge_px, cfg.merge_broken_px, p_strong=cfg.curve_p_min)
     runs, kept = fr.straight(found)
     strong = strong[kept]
-    keep = _narrow_keep(runs, cfg, width,
-                        None if line_rows is None else line_rows[fr.top:fr.bottom],
-                        strong >= 0.5)
+    keep = _narrow_keep(runs, cfg, width, _window_rows(line_rows, fr), strong >= 0.5)
     runs, share, strong = runs.subset(keep), share[kept][keep], strong[keep]
     if only is not None and claimed:
         free = np.ones(len(runs.rows), bool)
@@ -1091,6 +1092,7 @@ def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_r
     size = (runs.ends - runs.starts)[:, None]
     evidence = (share * size).sum(0)
     cols = [[styles.index(c) for c in ids] for ids in own_ids]
+    srows = _window_rows(ink_rows if ink_rows is not None else line_rows, fr)   # settling rows
     order = ([only] if only is not None else
              sorted(range(len(curves)), key=lambda k: -float(evidence[cols[k]].sum())))
     out: list[CurveTrace | None] = [None] * len(curves)
@@ -1100,8 +1102,7 @@ def _trace_track_once(code, curves, xl, xr, cfg, rows, confidence, shift, line_r
         busy = np.zeros(runs.n_rows, bool)
         busy[runs.rows[(own >= 0.5) & (strong >= 0.5)]] = True
         emit = cfg.style_cost * (1.0 - own) + cfg.weak_cost * (1.0 - strong)
-        x, used = _follow(runs, cfg, wrap, width, emit, busy,
-                          _window_rows(ink_rows if ink_rows is not None else line_rows, fr))
+        x, used = _follow(runs, cfg, wrap, width, emit, busy, srows)
         out[k] = _result(x, fr, xl, width, code.shape, cfg, *conf_src)
         left = np.ones(len(runs.rows), bool)   # the next curves use what this one left
         left[used] = False
