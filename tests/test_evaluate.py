@@ -138,3 +138,27 @@ def test_score_streams_an_iterator_like_a_list():
     assert len(p_list) == len(k_list) == 7 and len(p_iter) == len(k_iter) == 2
     assert np.array_equal(p_iter[1], p_list[1])
     assert torch.equal(k_iter[1]["image"], items[1]["image"])
+
+
+def test_fresh_tiles_take_render_overrides():
+    """``render`` scores one condition: every fresh tile follows the overrides (here all
+    1-bit), the default stream does not, and bad keys or sources are refused up front."""
+    from training.config import ConfigError
+    from training.evaluate import iter_fresh_items
+
+    data = DataConfig(source="synth", task="multiclass", size=64)
+    one_bit = [it["image"].unique().numel() for it in iter_fresh_items(data, 4, {"binarize_prob": 1.0})]
+    assert all(n <= 2 for n in one_bit), one_bit
+    grey = [it["image"].unique().numel() for it in iter_fresh_items(data, 4, {"binarize_prob": 0.0})]
+    assert all(n > 2 for n in grey), grey
+    with pytest.raises(ConfigError, match="render.no_such_key"):
+        iter_fresh_items(data, 1, {"no_such_key": 1})
+    with pytest.raises(ConfigError, match="data.source=synth"):
+        iter_fresh_items(DataConfig(source="toy", size=32), 1, {"binarize_prob": 1.0})
+
+
+def test_render_overrides_need_fresh_tiles(tiny_ckpt, tmp_path):
+    _, _, path = tiny_ckpt
+    r = CliRunner().invoke(cli, ["--checkpoint", str(path), "--out", str(tmp_path / "ev"),
+                                 "device=cpu", "render.binarize_prob=1.0"])
+    assert r.exit_code != 0 and "--count" in r.output

@@ -40,6 +40,10 @@ PALETTE = np.array([[255, 255, 255], [200, 60, 0], [0, 0, 220], [0, 160, 0], [20
 class EvalConfig:
     data: DataConfig = field(default_factory=DataConfig)
     count: int = 0          # >0: score N fresh rendered tiles instead of the val split
+    # RenderConfig overrides for the fresh tiles (count > 0), to score one condition, e.g.
+    # render.binarize_prob=1 render.shading_prob=2 (1-bit pages, every one shaded); the val
+    # split always keeps the renderer defaults
+    render: dict = field(default_factory=dict)
     limit: int = 0          # >0: only the first N tiles of the val split
     batch_size: int = 16
     device: str = "auto"
@@ -51,23 +55,40 @@ class EvalConfig:
 
 # ----------------------------------------------------------------------------- tiles
 
-def iter_fresh_items(data: DataConfig, count: int) -> Iterator[dict[str, torch.Tensor]]:
+def iter_fresh_items(data: DataConfig, count: int, render: dict | None = None
+                     ) -> Iterator[dict[str, torch.Tensor]]:
     """``count`` freshly rendered tiles (seed ``data.seed + FRESH_SEED_OFFSET``), one at a
-    time: ``{"image": float [1, H, W] pixel/255, "mask": int64 [H, W] class ids}``."""
+    time: ``{"image": float [1, H, W] pixel/255, "mask": int64 [H, W] class ids}``.
+
+    ``render``: :class:`training.synth.RenderConfig` overrides (default: the renderer's
+    defaults, whatever ``data.render`` trained on); synth source only.
+
+    Raises
+    ------
+    ConfigError
+        ``render`` given for the toy source, or a key RenderConfig does not have.
+    """
     seed = data.seed + FRESH_SEED_OFFSET
+    if render and data.source != "synth":
+        raise ConfigError(f"render overrides need data.source=synth, not {data.source!r}")
     if data.source == "toy":
         from training.toydata import render_toy_tile
 
-        def render(i):
+        def render_one(i):
             return render_toy_tile(seed, i, data.size, data.task)
     else:
-        from training.synth import render_tile
+        from training.synth import RenderConfig, render_tile
 
-        def render(i):
-            r = render_tile(seed, i, task=data.task, size=data.size)
+        rcfg = merge(RenderConfig(), render or {}, prefix="render.")   # checked before any tile
+
+        def render_one(i):
+            r = render_tile(seed, i, task=data.task, size=data.size, cfg=rcfg)
             return (r["image"], r["mask"]) if isinstance(r, dict) else (r[0], r[1])
-    for i in range(count):
-        img, mask = render(i)
+    return _tensor_items(render_one(i) for i in range(count))
+
+
+def _tensor_items(pairs: Iterable[tuple]) -> Iterator[dict[str, torch.Tensor]]:
+    for img, mask in pairs:
         img = np.asarray(img)
         if img.ndim == 3:  # colour tile -> grey, the network's input
             img = img.mean(axis=2)
@@ -193,8 +214,11 @@ def evaluate(cfg: EvalConfig, checkpoint: str | None = None, onnx: str | None = 
     if cfg.data.size % stride:
         raise ConfigError(f"data.size={cfg.data.size} must divide by the model stride {stride}")
     t0 = time.time()
+    if cfg.render and cfg.count <= 0:
+        raise ConfigError("render overrides apply to fresh tiles only: add --count N")
     if cfg.count > 0:  # rendered while scored: memory stays that of one batch
-        items, n_items, source = iter_fresh_items(cfg.data, cfg.count), cfg.count, f"fresh:{cfg.count}"
+        items, n_items = iter_fresh_items(cfg.data, cfg.count, cfg.render), cfg.count
+        source = f"fresh:{cfg.count}" + "".join(f" {k}={v}" for k, v in sorted(cfg.render.items()))
     else:
         items = load_items(make_dataset(cfg.data, "val"), cfg.limit)
         n_items, source = len(items), f"val:{len(items)}"
