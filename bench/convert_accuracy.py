@@ -21,6 +21,8 @@ against the truth (median over curves, and pooled). Prints a table and writes JS
     python bench/convert_accuracy.py --pages 20            # tracker + shipped model
     python bench/convert_accuracy.py --pages 20 --no-model # tracker only
     python bench/convert_accuracy.py --model m.onnx --threads 2
+    python bench/convert_accuracy.py --render hold_prob=1.0 --tracker ink_follow=false \
+        --out runs/held_off.json                          # one condition, one tracker setting
 """
 
 from __future__ import annotations
@@ -148,6 +150,34 @@ def table(name: str, summ: dict) -> str:
     return "\n".join(lines)
 
 
+def key_values(items: list[str], what: str) -> dict:
+    """``["k=v", ...]`` -> {k: YAML value of v}; a one-line error on a malformed item."""
+    import yaml
+
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"{what} {it!r}: write KEY=VALUE")
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def tracker_config(over: dict):
+    """TrackerConfig with ``over`` applied (values cast to each field's type)."""
+    import dataclasses
+
+    from logdigit.vectorise import TrackerConfig
+
+    base = TrackerConfig()
+    fields = {f.name for f in dataclasses.fields(base)}
+    bad = sorted(set(over) - fields)
+    if bad:
+        raise SystemExit(f"--tracker {bad[0]}: not a TrackerConfig field "
+                         f"(one of {', '.join(sorted(fields))})")
+    return dataclasses.replace(base, **{k: type(getattr(base, k))(v) for k, v in over.items()})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pages", type=int, default=20)
@@ -156,6 +186,10 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
     ap.add_argument("--no-model", action="store_true", help="tracker (true masks) only")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--render", action="append", default=[], metavar="KEY=VALUE",
+                    help="renderer setting for every page (RenderConfig field, e.g. hold_prob=1.0)")
+    ap.add_argument("--tracker", action="append", default=[], metavar="KEY=VALUE",
+                    help="tracker setting (TrackerConfig field, e.g. ink_follow=false)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "convert_accuracy.json"))
     args = ap.parse_args(argv)
 
@@ -166,10 +200,14 @@ def main(argv=None) -> int:
     from logdigit.errors import ModelError
     from logdigit.pipeline import convert_file, deskew_mask, digitise
     from logdigit.segment import Segmenter
-    from logdigit.vectorise import TrackerConfig
-    from training.synth import render_page
+    from training.config import merge
+    from training.synth import RenderConfig, render_page
 
-    max_gap = TrackerConfig().max_gap_px
+    render_over = key_values(args.render, "--render")
+    rcfg = merge(RenderConfig(), render_over, prefix="--render ")
+    tracker_over = key_values(args.tracker, "--tracker")
+    tcfg = tracker_config(tracker_over)
+    max_gap = tcfg.max_gap_px
 
     seg, model_note = None, None
     if not args.no_model:
@@ -189,13 +227,13 @@ def main(argv=None) -> int:
             if args.height:
                 ov["height"] = args.height
             t0 = time.perf_counter()
-            page = render_page(args.seed, i, **ov)
+            page = render_page(args.seed, i, cfg=rcfg, **ov)
             t_render = time.perf_counter() - t0
             grey = page.image if page.image.ndim == 2 else page.image.mean(-1).astype(np.uint8)
             t0 = time.perf_counter()
             L = lay.analyse(grey)
             dig = digitise(deskew_mask(page.mask, L.skew_deg), page.calibration, L,
-                           grey=lay.deskew(grey, L.skew_deg))
+                           grey=lay.deskew(grey, L.skew_deg), tracker=tcfg)
             t_track = time.perf_counter() - t0
             vis = [visible_rows(page, k, getattr(L, "threshold", 128), max_gap)
                    for k in range(len(page.truth.curves))]
@@ -214,7 +252,7 @@ def main(argv=None) -> int:
                 page.calibration.save(cal)
                 t0 = time.perf_counter()
                 res = convert_file(scan, Path(tmp) / f"page{i}.las", calibration=cal,
-                                   segmenter=seg)
+                                   segmenter=seg, tracker=tcfg)
                 info["model_s"] = round(time.perf_counter() - t0, 2)
                 las = lasio.read(Path(tmp) / f"page{i}.las")
                 vals = {c.mnemonic: np.asarray(las[c.mnemonic], float) for c in las.curves[1:]}
@@ -230,6 +268,7 @@ def main(argv=None) -> int:
                   file=sys.stderr, flush=True)
     result = {
         "bench": "convert_accuracy", "seed": args.seed, "pages": args.pages,
+        "render": render_over, "tracker": tracker_over,
         "wall_s": round(time.perf_counter() - t_all, 1),
         "metric_notes": "errors in % of track width on unwrapped positions, over depth "
                         "samples where the truth has a value; coverage_visible: over the samples "

@@ -32,8 +32,8 @@ from .errors import CalibrationError, LayoutError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
 from .segment import CODE_P_MASK
-from .vectorise import (TrackerConfig, code_p_level, depth_grid, resample_rows, style_mask,
-                        trace_curves, trace_track, track_window, true_stretches)
+from .vectorise import (TrackerConfig, code_p_level, depth_grid, follow_ink_gaps, resample_rows,
+                        style_mask, trace_curves, trace_track, track_window, true_stretches)
 
 #: named colours for the calibration ``color`` key (RGB)
 NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -615,8 +615,10 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                 ink_rows[np.clip(heavy + d, 0, H - 1)] = True
         if tp.curves is None:   # uncalibrated: every style present
             seen: dict[str, int] = {}
-            for cid, tr in _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg,
-                                                confidence, shift, line_rows, ink_rows):
+            read = _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg, confidence,
+                                        shift, line_rows, ink_rows)
+            filled = _follow_ink([tr for _, tr in read], grey, threshold, tp, shift, layout, cfg)
+            for (cid, _), tr in zip(read, filled):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
                 seen[name] = seen.get(name, 0) + 1
                 if seen[name] > 1:   # a second curve of the style: T2_SOLID_2
@@ -660,6 +662,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             got = trace_track(code, [(cid, c.wrap) for cid, c in flat], tp.xl, tp.xr, cfg,
                               rows=plan.rows, confidence=confidence, shift=shift,
                               line_rows=line_rows, ink_rows=ink_rows)
+            got = _follow_ink(got, grey, threshold, tp, shift, layout, cfg)
             for (cid, _), tr in zip(flat, got):
                 joint.setdefault(cid, []).append(tr)
         for cid, cs in groups.items():
@@ -671,6 +674,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
                                       rows=plan.rows, masks=group_masks[cid], code=code,
                                       allowed=allowed, shift=shift, line_rows=line_rows,
                                       ink_rows=ink_rows)
+                traces = _follow_ink(traces, grey, threshold, tp, shift, layout, cfg)
             for c, tr in zip(cs, traces):
                 if tr is None:
                     warnings.append(f"{c.mnemonic}: no {c.style} curve found in track "
@@ -725,6 +729,25 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             warnings.append(f"{col.mnemonic}: read on only {100 * col.coverage:.0f}% of the "
                             "depth samples")
     return Digitised(table, qc, plan, warnings)
+
+
+def _follow_ink(traces: list, grey: np.ndarray | None, threshold: int, tp: TrackPlan,
+                shift: np.ndarray | None, layout, cfg: TrackerConfig) -> list:
+    """The traces of one track (CurveTrace or None) with the long gaps that one line of
+    ink spans filled (:func:`logdigit.vectorise.follow_ink_gaps`; each curve's others
+    are the rest of ``traces``); as they are without ``grey`` or with
+    ``cfg.ink_follow`` off."""
+    if grey is None or not cfg.ink_follow:
+        return traces
+    vlines = np.array([float(ln["x"]) + tp.drift_ref for ln in getattr(layout, "lines", []) or []])
+    out = list(traces)
+    for k, tr in enumerate(traces):
+        if tr is None:
+            continue
+        others = [o.frac for j, o in enumerate(out) if j != k and o is not None]
+        out[k] = follow_ink_gaps(tr, grey, threshold, tp.xl, tp.xr, shift, cfg.max_gap_px,
+                                 others, vlines)
+    return out
 
 
 def _warn_jumpy(warnings: list[str], name: str, tr) -> None:

@@ -91,6 +91,7 @@ class TrackerConfig:
     fill_style_cost: float = 2.9  #: style_cost of a second read that fills anchored gaps (0: off)
     fill_anchor: float = 0.01     #: ... where both reads agree this near (share of width) at both ends
     detour_tol: float = 0.02      #: a curve on another's line this near (share of width) in that one's gap gives it back (0: off)
+    ink_follow: bool = True       #: fill gaps longer than max_gap_px that one line of ink spans (with the scan; follow_ink_gaps)
 
 
 @dataclass
@@ -331,6 +332,179 @@ def path_centres(runs: Runs, path: np.ndarray) -> np.ndarray:
     j = path[ok]
     x[ok] = (runs.starts[j] + runs.ends[j] - 1) * 0.5
     return x
+
+
+#: Following ink through a gap the network left (:func:`follow_ink_gaps`): the most the
+#: line's centre moves from one row to the next (px) ...
+INK_STEP_PX: float = 1.5
+#: ... a run wider than the pen at the gap's ends by this much (px; or by half) is other
+#: ink across the line (a grid line, a crossing curve) or a jog of the line (a stair
+#: step), stepped over; the line resumes within that run's extent, at most this far
+#: (px) from where it was ...
+INK_WIDER_PX: float = 3.0
+INK_JOG_PX: float = 40.0
+#: ... after at most this many such rows in a row; rows without ink near the line (1-bit
+#: drop-outs, breaks in an old pen line) are stepped over for at most this many ...
+INK_LINE_ROWS: int = 12
+INK_MISS_ROWS: int = 12
+#: ... and the line must show on at least this share of the rows
+INK_MIN_SHARE: float = 0.75
+#: the line read this near (px) a vertical grid line of the layout is that line
+INK_VLINE_PX: float = 3.0
+#: confidence of a row read from the ink alone (the network did not label it)
+INK_CONFIDENCE: float = 0.25
+
+
+def _ink_runs(row: np.ndarray, lo: float, hi: float) -> list[tuple[int, int]]:
+    """The dark runs [s, e) of bool ``row`` [W] that reach into columns [lo, hi],
+    whole (extended past the window)."""
+    W = len(row)
+    a, b = max(0, int(math.floor(lo))), min(W, int(math.ceil(hi)) + 1)
+    if b <= a:
+        return []
+    seg = row[a:b].view(np.int8)
+    d = np.diff(np.concatenate([[0], seg, [0]]))
+    out = []
+    for s, e in zip(np.flatnonzero(d == 1) + a, np.flatnonzero(d == -1) + a):
+        s, e = int(s), int(e)
+        while s > 0 and row[s - 1]:
+            s -= 1
+        while e < W and row[e]:
+            e += 1
+        out.append((s, e))
+    return out
+
+
+def _run_at(row: np.ndarray, c: float) -> tuple[int, int] | None:
+    """The dark run [s, e) of bool ``row`` within 1 px of column ``c`` whose centre is
+    nearest it; None when there is none."""
+    runs = _ink_runs(row, c - 1, c + 1)
+    return min(runs, key=lambda v: abs((v[0] + v[1] - 1) / 2 - c)) if runs else None
+
+
+def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | None:
+    """Follow one line of ink through a gap: ``dark`` bool [n + 2, W] is the scan's ink
+    from the last row read before the gap to the first row read after it, where the
+    curve was read at columns ``c_start`` and ``c_end`` (px).
+
+    The pen width is that of the ink runs at those two ends (the narrower). Each gap row
+    takes the centre of the run of about that width (+ :data:`INK_WIDER_PX`, or by
+    half) nearest the line's last centre, within :data:`INK_STEP_PX`; a wider run there
+    (ink across the line, or the jog of a stair step) and rows without ink are stepped
+    over, and after a wider run the line may resume anywhere within its extent
+    (:data:`INK_JOG_PX` at most; likewise it may start anywhere along the run read
+    before the gap). More than :data:`INK_LINE_ROWS` / :data:`INK_MISS_ROWS` such rows in
+    a row, the line on fewer than :data:`INK_MIN_SHARE` of the rows, or a line that does
+    not reach the run read after the gap, and there is no line. Returns the centres
+    (float [n] px; NaN on stepped-over rows) or None."""
+    n = dark.shape[0] - 2
+    ends = [_run_at(dark[0], c_start), _run_at(dark[-1], c_end)]
+    if None in ends:
+        return None
+    pen = float(max(1, min(e - s for s, e in ends)))
+    wide = max(pen + INK_WIDER_PX, 1.5 * pen)
+    reach = INK_STEP_PX + pen / 2
+    out = np.full(n, np.nan)
+    cur, across, miss = float(c_start), 0, 0
+    s0, e0 = ends[0]        # a jog read before the gap: the line may leave from any of it
+    span = (max(s0, cur - INK_JOG_PX) - reach, min(e0 - 1, cur + INK_JOG_PX) + reach)
+    for r in range(1, n + 1):
+        runs = _ink_runs(dark[r], *span)
+        at = [(s, e) for s, e in runs if s <= cur + reach and e - 1 >= cur - reach]
+        # ink where the line was: it goes on there (or is crossed); elsewhere in the span
+        # only where nothing is (the far end of a jog, after a drop-out)
+        cand = [(abs((s + e - 1) / 2 - cur), s, e) for s, e in (at or runs) if e - s <= wide]
+        cand = [v for v in cand if span[0] <= (v[1] + v[2] - 1) / 2 <= span[1]]
+        if cand:
+            _, s, e = min(cand)
+            out[r - 1] = cur = (s + e - 1) / 2
+            across = miss = 0
+            span = (cur - reach, cur + reach)
+        elif at:                              # a wider run over the line: step over it
+            across, miss = across + 1, 0
+            s, e = min(at, key=lambda v: v[0])
+            span = (max(min(span[0], s - reach), cur - INK_JOG_PX),
+                    min(max(span[1], e - 1 + reach), cur + INK_JOG_PX))
+            if across > INK_LINE_ROWS:
+                return None
+        else:                                 # no ink: the line may drift on as in a gap
+            miss, across = miss + 1, 0
+            span = (span[0] - INK_STEP_PX, span[1] + INK_STEP_PX)
+            if miss > INK_MISS_ROWS:
+                return None
+    s1, e1 = ends[1]        # ... and must reach the run read after it
+    if not (s1 - reach <= cur <= e1 - 1 + reach) or np.isfinite(out).mean() < INK_MIN_SHARE:
+        return None
+    return out
+
+
+def follow_ink_gaps(t: CurveTrace, grey: np.ndarray, threshold: int, xl: float, xr: float,
+                    shift: np.ndarray | None = None, min_gap: int = 0,
+                    others: list[np.ndarray] = (), vlines: np.ndarray | None = None,
+                    max_shared: float = 0.25) -> CurveTrace:
+    """``t`` with NaN stretches longer than ``min_gap`` rows filled where one line of ink
+    (:func:`follow_ink`) runs from the column read before the stretch to the column read
+    after it: a stretch the network did not label, mostly a curve held straight down the
+    track, which it takes for a grid line.
+
+    Left as they are: stretches whose ends lie off the main trace (backup traces of a
+    wrapped curve, fractions outside [0, 1]), whose line runs within :data:`INK_VLINE_PX`
+    of a vertical grid line of the layout (``vlines``: float [L] columns, in the
+    straight frame) on more than ``max_shared`` of its rows, or along one of ``others``
+    (the other curves' reads, float [H] fractions) within half the pen + 1 px: there
+    the ink is the grid or another curve, and the curve may have gone anywhere. Rows
+    read so are observed, at :data:`INK_CONFIDENCE`.
+
+    Parameters
+    ----------
+    t : CurveTrace
+        One curve of the track ([H] arrays).
+    grey : uint8 [H, W]
+        The deskewed scan; ink is ``grey < threshold``.
+    xl, xr : float
+        Columns of fractions 0 and 1; ``shift`` float [H] or None: the borders' drift.
+    """
+    H, W = grey.shape
+    width = float(xr - xl)
+    frac, obs, conf = t.frac.copy(), t.observed.copy(), t.confidence.copy()
+    sh = np.zeros(H) if shift is None else np.asarray(shift, np.float64)
+    vl = np.zeros(0) if vlines is None else np.asarray(vlines, np.float64)
+    for a, b in nan_gaps(t.frac):
+        n = b - a - 1
+        if n <= min_gap or not (0.0 <= frac[a] <= 1.0 and 0.0 <= frac[b] <= 1.0):
+            continue
+        ca, cb = xl + frac[a] * width + sh[a], xl + frac[b] * width + sh[b]
+        c0 = max(0, int(math.floor(xl + sh[a:b + 1].min())))      # the track's columns
+        c1 = min(W, int(math.ceil(xr + sh[a:b + 1].max())) + 1)
+        if c1 - c0 < 2:
+            continue
+        dark = grey[a:b + 1, c0:c1] < threshold
+        line = follow_ink(dark, ca - c0, cb - c0)
+        if line is None:
+            continue
+        s0, e0 = _run_at(dark[0], ca - c0)              # follow_ink found it
+        pen = float(e0 - s0)
+        got = np.isfinite(line)
+        if not got.any():
+            continue
+        straight = line + c0 - sh[a + 1:b]            # columns in the track's straight frame
+        if len(vl):
+            near = np.abs(straight[got][:, None] - vl[None, :]).min(1) <= INK_VLINE_PX
+            if near.mean() > max_shared:
+                continue
+        f = (straight - xl) / width
+        shared = np.zeros(n, bool)
+        with np.errstate(invalid="ignore"):
+            for o in others:
+                shared |= np.abs(f - o[a + 1:b]) * width <= pen / 2 + 1
+        if shared[got].mean() > max_shared:
+            continue
+        idx = np.concatenate([[-1], np.flatnonzero(got), [n]])   # the gap's ends anchor it
+        val = np.concatenate([[frac[a]], f[got], [frac[b]]])
+        frac[a + 1:b] = np.interp(np.arange(n), idx, val)
+        obs[a + 1:b] = got
+        conf[a + 1:b] = np.where(got, INK_CONFIDENCE, 0.0)
+    return CurveTrace(frac, obs, conf)
 
 
 def path_line_width(runs: Runs, path: np.ndarray) -> float:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def ua():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("uncalibrated_accuracy",
-                                                  ROOT / "bench" / "uncalibrated_accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("uncalibrated_accuracy")
 
 
 def test_match_good_duplicate_spurious(ua):

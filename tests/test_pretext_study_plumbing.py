@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def ps():
-    spec = importlib.util.spec_from_file_location("pretext_study", ROOT / "bench" / "pretext_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["pretext_study"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("pretext_study")
 
 
 def test_parse_shard(ps):

@@ -1028,3 +1028,108 @@ def test_detour_onto_a_neighbours_gap_is_given_back():
     d = b_true + 0.005
     A2, B2 = reassign_detours([_trace(d), _trace(b)], 0.02)
     assert np.array_equal(A2.frac, d) and np.array_equal(B2.frac, b, equal_nan=True)
+
+
+def _line_page(h=300, w=120):
+    """White page, a 3 px vertical pen line at column 40 (the curve), a full-width
+    horizontal grid line at rows 140-142, a 6-row break in the pen line at 200."""
+    g = np.full((h, w), 255, np.uint8)
+    g[:, 39:42] = 0
+    g[140:143, :] = 0
+    g[200:206, 39:42] = 255
+    return g
+
+
+def _gap_trace(h, rows_read, col, w=120):
+    frac = np.full(h, np.nan)
+    frac[rows_read] = col / w
+    obs = np.isfinite(frac)
+    return vz.CurveTrace(frac, obs, obs.astype(float))
+
+
+def test_follow_ink_fills_a_held_line_through_grid_and_breaks():
+    h, w = 300, 120
+    g = _line_page(h, w)
+    read = np.r_[0:20, 280:300]                  # the network saw only the ends
+    t = vz.follow_ink_gaps(_gap_trace(h, read, 40.0, w), g, 128, 0.0, float(w), min_gap=60)
+    x = t.frac * w
+    assert np.isfinite(x).all() and np.abs(x - 40.0).max() < 0.01
+    assert t.observed[20:140].all() and not t.observed[141] and not t.observed[202]
+    assert np.allclose(t.confidence[20:140], vz.INK_CONFIDENCE)
+    # gaps up to min_gap are the bridging's; a line elsewhere or none: left as NaN
+    short = vz.follow_ink_gaps(_gap_trace(h, np.r_[0:100, 150:300], 40.0, w), g, 128, 0.0,
+                               float(w), min_gap=60)
+    assert np.isnan(short.frac[100:150]).all()
+    off = vz.follow_ink_gaps(_gap_trace(h, read, 80.0, w), g, 128, 0.0, float(w), min_gap=60)
+    assert np.isnan(off.frac[20:280]).all()
+    blank = np.full((h, w), 255, np.uint8)
+    assert np.isnan(vz.follow_ink_gaps(_gap_trace(h, read, 40.0, w), blank, 128, 0.0,
+                                       float(w), min_gap=60).frac[20:280]).all()
+
+
+def test_follow_ink_leaves_grid_lines_other_curves_and_backups():
+    h, w = 300, 120
+    g = _line_page(h, w)
+    read = np.r_[0:20, 280:300]
+    args = (g, 128, 0.0, float(w))
+    on_grid = vz.follow_ink_gaps(_gap_trace(h, read, 40.0, w), *args, min_gap=60,
+                                 vlines=np.array([40.5]))
+    assert np.isnan(on_grid.frac[20:280]).all()
+    other = np.full(h, 40.0 / w)                  # another curve read along that ink
+    taken = vz.follow_ink_gaps(_gap_trace(h, read, 40.0, w), *args, min_gap=60, others=[other])
+    assert np.isnan(taken.frac[20:280]).all()
+    backup = _gap_trace(h, read, 40.0, w)
+    backup.frac[read] += 1.0                      # ends on a backup trace
+    assert np.isnan(vz.follow_ink_gaps(backup, *args, min_gap=60).frac[20:280]).all()
+
+
+def test_follow_ink_takes_a_stair_step_jog():
+    h, w = 300, 120
+    g = np.full((h, w), 255, np.uint8)
+    g[:151, 39:42] = 0
+    g[148:151, 39:72] = 0                         # the jog: a horizontal run of the pen
+    g[148:, 69:72] = 0
+    t = _gap_trace(h, np.r_[0:20, 280:300], 0.0, w)
+    t.frac[:20], t.frac[280:] = 40.0 / w, 70.0 / w
+    x = vz.follow_ink_gaps(t, g, 128, 0.0, float(w), min_gap=60).frac * w
+    assert np.abs(x[20:147] - 40).max() < 0.01 and np.abs(x[152:280] - 70).max() < 0.01
+
+
+def test_held_stretch_the_network_missed_is_read_from_the_ink():
+    """A rendered page whose curve is held still (a stuck reading): with the curve's
+    pixels erased from the true mask over most of the stretch (as the network, taking
+    the straight line for grid, does), digitise reads it from the scan's ink when
+    ``ink_follow`` is on, and leaves it NULL when off."""
+    synth = pytest.importorskip("training.synth")
+    from logdigit import layout as lay
+    from logdigit.pipeline import digitise
+
+    page = synth.render_page(4243, 0, cfg=synth.RenderConfig(hold_prob=1.0, hold_stair_share=0.0),
+                             height=2400, width=900, n_tracks=2, skew_deg=0.0, styles=["solid"],
+                             wraps=False, colour=False, binarize=False, dropouts=False)
+    k = next(i for i, c in enumerate(page.truth.curves) if c.mnemonic == "ILD")
+    L = lay.analyse(page.image)
+    rows = np.arange(page.image.shape[0], dtype=float)
+    row_of = np.interp(page.truth.depth, page.calibration.depth_at(rows), rows)
+    f = page.truth.curves[k].frac
+    starts, ends = vz.true_stretches(np.abs(np.diff(f)) < 1e-9)
+    j = int(np.argmax(ends - starts))             # the longest hold
+    r0, r1 = int(row_of[starts[j]]) + 30, int(row_of[ends[j] - 1]) - 30
+    assert r1 - r0 > 200                          # the stretch this test is about
+    mask = page.mask.copy()
+    mask[r0:r1][page.instance[r0:r1] == k + 1] = 0
+    tr = page.calibration.tracks[0]
+    truth_x = tr.x[0] + f[starts[j]] * (tr.x[1] - tr.x[0])
+    got = {}
+    for on in (True, False):
+        dig = digitise(mask, page.calibration, L, grey=page.image,
+                       tracker=TrackerConfig(ink_follow=on))
+        col = next(c for c in dig.table.curves if c.mnemonic == "ILD")
+        d_all = page.calibration.depth_at(np.arange(r0 + 20, r1 - 20, dtype=float))
+        inside = (dig.table.depth >= d_all[0]) & (dig.table.depth <= d_all[-1])
+        x = tr.x[0] + value_to_fraction(col.values[inside],
+                                        page.calibration.tracks[0].curves[0]) * (tr.x[1] - tr.x[0])
+        got[on] = x
+    err = np.abs(got[True] - truth_x)
+    assert np.isfinite(got[True]).all() and np.median(err) < 0.6 and err.max() < 2.5
+    assert np.isnan(got[False]).mean() > 0.8
