@@ -355,31 +355,19 @@ INK_VLINE_PX: float = 3.0
 INK_CONFIDENCE: float = 0.25
 
 
-def _ink_runs(row: np.ndarray, lo: float, hi: float) -> list[tuple[int, int]]:
-    """The dark runs [s, e) of bool ``row`` [W] that reach into columns [lo, hi],
-    whole (extended past the window)."""
-    W = len(row)
-    a, b = max(0, int(math.floor(lo))), min(W, int(math.ceil(hi)) + 1)
-    if b <= a:
-        return []
-    seg = row[a:b].view(np.int8)
-    d = np.diff(np.concatenate([[0], seg, [0]]))
-    out = []
-    for s, e in zip(np.flatnonzero(d == 1) + a, np.flatnonzero(d == -1) + a):
-        s, e = int(s), int(e)
-        while s > 0 and row[s - 1]:
-            s -= 1
-        while e < W and row[e]:
-            e += 1
-        out.append((s, e))
-    return out
+def _ink_runs(runs: Runs, r: int, lo: float, hi: float) -> list[tuple[int, int]]:
+    """The runs [s, e) of row ``r`` of ``runs`` that reach into columns [lo, hi]."""
+    a, b = int(runs.ptr[r]), int(runs.ptr[r + 1])
+    st, en = runs.starts[a:b], runs.ends[a:b]
+    keep = (en > lo) & (st <= hi)
+    return list(zip(st[keep].tolist(), en[keep].tolist()))
 
 
-def _run_at(row: np.ndarray, c: float) -> tuple[int, int] | None:
-    """The dark run [s, e) of bool ``row`` within 1 px of column ``c`` whose centre is
-    nearest it; None when there is none."""
-    runs = _ink_runs(row, c - 1, c + 1)
-    return min(runs, key=lambda v: abs((v[0] + v[1] - 1) / 2 - c)) if runs else None
+def _run_at(runs: Runs, r: int, c: float) -> tuple[int, int] | None:
+    """The run [s, e) of row ``r`` within 1 px of column ``c`` whose centre is nearest
+    it; None when there is none."""
+    at = _ink_runs(runs, r, c - 1, c + 1)
+    return min(at, key=lambda v: abs((v[0] + v[1] - 1) / 2 - c)) if at else None
 
 
 def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | None:
@@ -398,7 +386,8 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
     not reach the run read after the gap, and there is no line. Returns the centres
     (float [n] px; NaN on stepped-over rows) or None."""
     n = dark.shape[0] - 2
-    ends = [_run_at(dark[0], c_start), _run_at(dark[-1], c_end)]
+    ink = find_runs(dark, merge_px=0)
+    ends = [_run_at(ink, 0, c_start), _run_at(ink, n + 1, c_end)]
     if None in ends:
         return None
     pen = float(max(1, min(e - s for s, e in ends)))
@@ -409,7 +398,7 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
     s0, e0 = ends[0]        # a jog read before the gap: the line may leave from any of it
     span = (max(s0, cur - INK_JOG_PX) - reach, min(e0 - 1, cur + INK_JOG_PX) + reach)
     for r in range(1, n + 1):
-        runs = _ink_runs(dark[r], *span)
+        runs = _ink_runs(ink, r, *span)
         at = [(s, e) for s, e in runs if s <= cur + reach and e - 1 >= cur - reach]
         # ink where the line was: it goes on there (or is crossed); elsewhere in the span
         # only where nothing is (the far end of a jog, after a drop-out)
@@ -482,7 +471,7 @@ def follow_ink_gaps(t: CurveTrace, grey: np.ndarray, threshold: int, xl: float, 
         line = follow_ink(dark, ca - c0, cb - c0)
         if line is None:
             continue
-        s0, e0 = _run_at(dark[0], ca - c0)              # follow_ink found it
+        s0, e0 = _run_at(find_runs(dark[:1], merge_px=0), 0, ca - c0)   # follow_ink found it
         pen = float(e0 - s0)
         got = np.isfinite(line)
         if not got.any():
