@@ -1485,10 +1485,13 @@ def _partition(glines: list[dict], w: int) -> list[tuple[int, int]]:
             sc = best[i] + fit[i, j] * (x[j] - x[i]) / total
             if i > 0:
                 # an inner border should weigh like the outer borders and more than the
-                # other inner lines; else the split pays (ties go to fewer tracks)
+                # other inner lines; else the split pays (ties go to fewer tracks), enough
+                # that a 20-division track's middle line, lighter than its borders, does
+                # not split it into two 10-division tracks (whose fit beats the whole's
+                # subdivided 10 by 0.1)
                 sim = 1.0 - abs(math.log(max(wt[i], 1e-6) / wb)) / math.log(1.5)
                 heavy = wt[i] >= 1.2 * other_max[i]
-                sc += 0.02 if (sim >= 0 and heavy) else 0.05 * (min(sim, 0.0) - 1.0)
+                sc += 0.02 if (sim >= 0 and heavy) else 0.1 * (min(sim, 0.0) - 1.0)
                 sc += 1e-3 * min(2.0, wt[i] / wb)  # equal fits: the heavier border
             if sc > best[j] + 1e-9:
                 best[j], prev[j] = sc, i

@@ -253,6 +253,23 @@ def test_fifteen_division_track_is_one_track():
     assert _partition(lines2, 1000) == [(0, 10), (10, 20)]
 
 
+def test_twenty_division_track_with_a_lighter_middle_line_is_one_track():
+    """uncalibrated_accuracy seed 930000 page 2's second track (x, weight as the layout
+    measured them): 20 equal divisions whose middle line (0.81) is as heavy as the other
+    track's middle line, well below its borders (1.33). One track, not two 10-division
+    ones split at a line lighter than any border."""
+    from logdigit.layout import _partition
+
+    xs = [847, 887, 928, 968, 1008, 1048, 1089, 1129, 1169, 1210, 1250, 1290, 1331, 1371,
+          1411, 1452, 1492, 1532, 1572, 1613, 1652]
+    wts = [1.33] + [0.19] * 9 + [0.81] + [0.19] * 9 + [1.33]
+    lines = [{"x": float(x), "width": 1.0, "weight": w} for x, w in zip(xs, wts)]
+    assert _partition(lines, 1677) == [(0, len(xs) - 1)]
+    wts[10] = 1.33                       # a middle line as heavy as the borders: two tracks
+    lines = [{"x": float(x), "width": 1.0, "weight": w} for x, w in zip(xs, wts)]
+    assert _partition(lines, 1677) == [(0, 10), (10, 20)]
+
+
 def test_track_split_at_heavy_middle_line_is_merged():
     """Two neighbours each half as wide as a track beyond the depth track, together as
     wide: one track split at a heavy centre division (merged). Two full-width neighbours,
