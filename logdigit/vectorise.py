@@ -79,6 +79,9 @@ class TrackerConfig:
     blip_rows: int = 4            #: isolated stretches this short may be specks ...
     blip_px: float = 3.0          #: ... dropped when this far off their neighbours' line
     min_rows: int = 20            #: a curve read on fewer rows is dropped (noise)
+    cross_share: float = 0.6      #: isolated one-way strokes across this share of the track ...
+    cross_px_per_row: float = 8.0  #: ... moving at least this many px per row on average ...
+    cross_gap: int = 8            #: ... with this many NaN rows on both sides are dropped (0 share: off; not on wrapped curves)
     # reading the network's curve code (calibrated tracks; see trace_track)
     curve_p_min: float = 0.35     #: least P(curve) of a pixel read
     joint_styles: bool = True     #: a track's curves read jointly over all curve pixels
@@ -627,6 +630,39 @@ def drop_blips(x: np.ndarray, max_len: int, tol: float) -> np.ndarray:
     return x
 
 
+def drop_cross_strokes(x: np.ndarray, width: float, share: float, px_per_row: float,
+                       gap: int) -> np.ndarray:
+    """Drop isolated strokes that cross the track one way in a few rows: slanted grid
+    lines, not curves.
+
+    A stretch of ``x`` [N] (columns, px) is dropped when it has at least ``gap`` NaN rows
+    (or the array's end) on both sides, spans at least ``share`` x ``width`` px, moves
+    at least ``px_per_row`` px per row on average, and runs one way (its ends at least
+    70 % of its span apart). On a scan whose paper slid at an angle the "horizontal"
+    grid lines slope by a few degrees; the network can take one for a curve crossing
+    the track in a dozen rows, and the tracker, bridging the gaps between successive
+    lines, then draws a saw-tooth where the real curve runs outside the track. A real
+    curve that crosses the track this fast is joined to the rest of its trace, and a
+    spike comes back to where it started: neither is dropped.
+    """
+    x = np.asarray(x, dtype=np.float64).copy()
+    if share <= 0 or width <= 0:
+        return x
+    ok = np.isfinite(x)
+    a, b = true_stretches(ok)
+    for k in range(len(a)):
+        before = a[k] - b[k - 1] if k > 0 else gap      # the scan's ends count as gaps
+        after = a[k + 1] - b[k] if k + 1 < len(a) else gap
+        if before < gap or after < gap:
+            continue
+        seg = x[a[k]:b[k]]
+        span = float(seg.max() - seg.min())
+        if (span >= share * width and span >= px_per_row * len(seg)
+                and abs(seg[-1] - seg[0]) >= 0.7 * span):
+            x[a[k]:b[k]] = np.nan
+    return x
+
+
 def nan_gaps(x: np.ndarray, longest: int | None = None) -> list[tuple[int, int]]:
     """The NaN stretches of ``x`` [N] that have finite values on both sides, as
     ``(a, b)``: ``a`` the last finite sample before the stretch, ``b`` the first after
@@ -848,7 +884,10 @@ def _follow(runs: Runs, cfg: TrackerConfig, wrap: bool, width: float,
         path = viterbi_path(runs, cfg, 0, None if emit is None else em, busy_rows)
         x = _positions(runs, path, cfg, line_rows)
         used = path[path >= 0]
-    return drop_blips(x, cfg.blip_rows, cfg.blip_px), used
+    x = drop_blips(x, cfg.blip_rows, cfg.blip_px)
+    if not wrap:   # a wrapped curve's unrolled trace jumps by design
+        x = drop_cross_strokes(x, width, cfg.cross_share, cfg.cross_px_per_row, cfg.cross_gap)
+    return x, used
 
 
 def _result(x: np.ndarray, fr: _Frame, xl: float, width: float, shape: tuple[int, int],

@@ -9,7 +9,8 @@ import pytest
 
 from logdigit import vectorise as vz
 from logdigit.calibration import value_to_fraction
-from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips, find_runs,
+from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips,
+                                drop_cross_strokes, find_runs,
                                 resample_rows, style_mask, trace_curves)
 
 
@@ -101,6 +102,38 @@ def test_bridge_gaps_and_blips():
     y = np.array([10, 10, 10, np.nan, 30, np.nan, 10, 10, np.nan, 10.5, np.nan, 10])
     d = drop_blips(y, 2, 3.0)
     assert np.isnan(d[4]) and d[9] == 10.5  # speck off the line dropped, dot on it kept
+
+
+def test_drop_cross_strokes():
+    """Isolated one-way strokes across the track go; spikes, slow and joined strokes stay."""
+    x = np.full(200, np.nan)
+    x[0:40] = 20.0                                  # curve
+    x[60:68] = np.linspace(10, 90, 8)               # slanted line: 80 px in 8 rows
+    x[100:108] = np.r_[np.linspace(10, 90, 4), np.linspace(90, 10, 4)]   # spike out and back
+    x[130:140] = np.linspace(10, 40, 10)            # 30 px: under 60 % of the track
+    x[145:150] = 40.0                               # ... and this joins 140-145 (gap 5 < 8)
+    x[160:172] = np.linspace(10, 90, 12)
+    x[175:200] = 90.0                               # a stroke joined to the curve: kept
+    d = drop_cross_strokes(x, 100.0, 0.6, 8.0, 8)
+    assert np.isnan(d[60:68]).all()
+    keep = np.isfinite(x) & ~((np.arange(200) >= 60) & (np.arange(200) < 68))
+    np.testing.assert_array_equal(d[keep], x[keep])
+    assert np.array_equal(drop_cross_strokes(x, 100.0, 0.0, 8.0, 8), x, equal_nan=True)  # off
+
+
+def test_slanted_grid_lines_not_read_as_a_saw_tooth():
+    """A curve that leaves the track (paper slid at an angle: the grid lines slope) is
+    NULL there, not zig-zagged along the sloping lines the network took for a curve."""
+    h, w = 400, 120
+    m = np.zeros((h, w), np.uint8)
+    _draw(200, w, 60 + 15 * np.sin(np.arange(200) / 20), out=m)   # the curve, rows 0-199
+    for y in range(215, h - 10, 25):                  # sloping "horizontal" lines after it
+        cv2.line(m, (2, y), (w - 3, y + 10), 1, 2)
+    tr = trace_curves(m, 1, 0.0, float(w))[0]
+    assert np.isfinite(tr.frac[:190]).mean() > 0.95
+    assert np.isnan(tr.frac[220:]).all()
+    off = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(cross_share=0.0))[0]
+    assert np.isfinite(off.frac[220:]).mean() > 0.5   # without the rule: the saw-tooth
 
 
 def test_resample_and_grid():
