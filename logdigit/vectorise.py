@@ -82,6 +82,9 @@ class TrackerConfig:
     cross_share: float = 0.6      #: isolated one-way strokes across this share of the track ...
     cross_px_per_row: float = 8.0  #: ... moving at least this many px per row on average ...
     cross_gap: int = 8            #: ... with this many NaN rows on both sides are dropped (0 share: off; not on wrapped curves)
+    line_spike_share: float = 0.04  #: samples on grid-line rows this far (share of the track) off ... (0: off)
+    line_spike_rows: int = 3      #: ... the line between the off-line samples this near either side are dropped
+    line_spike_longest: int = 20  #: ... on stretches of line rows up to this long
     # reading the network's curve code (calibrated tracks; see trace_track)
     curve_p_min: float = 0.35     #: least P(curve) of a pixel read
     joint_styles: bool = True     #: a track's curves read jointly over all curve pixels
@@ -663,6 +666,52 @@ def drop_cross_strokes(x: np.ndarray, width: float, share: float, px_per_row: fl
     return x
 
 
+def drop_line_spikes(x: np.ndarray, line_rows: np.ndarray | None, tol: float,
+                     reach: int, longest: int = 20) -> np.ndarray:
+    """Drop samples on horizontal grid-line rows that jump off the curve.
+
+    ``x`` [n] columns (px, NaN where unread); ``line_rows`` bool [n]. A stretch of
+    line rows is judged against the straight line between the nearest finite samples
+    off the line rows, at most ``reach`` rows before and after it; its samples more
+    than ``tol`` px off that line are set to NaN (and bridged later). Where a curve
+    meets a heavy horizontal line on paper, the network often labels the line curve
+    beside the crossing, and the path steps out along it for a row or two and back
+    (BUR99, 30-025-12481): a spike at every heavy line. A real peak on a line
+    row is kept when the slope on either side carries on to it. Stretches longer than
+    ``longest`` rows are left alone: a dot screen or shading marks every row heavy.
+    """
+    x = np.asarray(x, dtype=np.float64).copy()
+    if line_rows is None or tol <= 0 or reach <= 0:
+        return x
+    lr = np.asarray(line_rows, bool)[:len(x)]
+    if not lr.any():
+        return x
+    ok = np.isfinite(x)
+    a, b = true_stretches(lr)
+    for s0, s1 in zip(a, b):
+        if not ok[s0:s1].any():
+            continue
+        lo = np.flatnonzero(ok[max(0, s0 - reach):s0])
+        hi = np.flatnonzero(ok[s1:s1 + reach])
+        if len(lo) == 0 or len(hi) == 0:
+            continue
+        r0, r1 = max(0, s0 - reach) + lo[-1], s1 + hi[0]
+        # out along the line and back: the two sides agree (a step is left to the path)
+        if lr[r0] or lr[r1] or s1 - s0 > longest or abs(x[r1] - x[r0]) > tol:
+            continue
+        rr = np.arange(s0, s1)
+        seg = x[s0:s1]
+        off = ok[s0:s1] & (np.abs(seg - (x[r0] + (rr - r0) / (r1 - r0) * (x[r1] - x[r0])))
+                           > tol)
+        # a sharp real peak that happens to fall on a line row is met by steep flanks:
+        # the samples carried on from either side predict it, so it is kept
+        for r, nb in ((r0, r0 - 1), (r1, r1 + 1)):
+            if 0 <= nb < len(x) and ok[nb] and not lr[nb]:
+                off &= np.abs(seg - (x[r] + (rr - r) * (x[r] - x[nb]))) > tol
+        x[rr[off]] = np.nan
+    return x
+
+
 def nan_gaps(x: np.ndarray, longest: int | None = None) -> list[tuple[int, int]]:
     """The NaN stretches of ``x`` [N] that have finite values on both sides, as
     ``(a, b)``: ``a`` the last finite sample before the stretch, ``b`` the first after
@@ -885,6 +934,8 @@ def _follow(runs: Runs, cfg: TrackerConfig, wrap: bool, width: float,
         x = _positions(runs, path, cfg, line_rows)
         used = path[path >= 0]
     x = drop_blips(x, cfg.blip_rows, cfg.blip_px)
+    x = drop_line_spikes(x, line_rows, cfg.line_spike_share * width, cfg.line_spike_rows,
+                         cfg.line_spike_longest)
     if not wrap:   # a wrapped curve's unrolled trace jumps by design
         x = drop_cross_strokes(x, width, cfg.cross_share, cfg.cross_px_per_row, cfg.cross_gap)
     return x, used

@@ -10,7 +10,7 @@ import pytest
 from logdigit import vectorise as vz
 from logdigit.calibration import value_to_fraction
 from logdigit.vectorise import (TrackerConfig, bridge_gaps, depth_grid, drop_blips,
-                                drop_cross_strokes, find_runs,
+                                drop_cross_strokes, drop_line_spikes, find_runs,
                                 resample_rows, style_mask, trace_curves)
 
 
@@ -134,6 +134,31 @@ def test_slanted_grid_lines_not_read_as_a_saw_tooth():
     assert np.isnan(tr.frac[220:]).all()
     off = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(cross_share=0.0))[0]
     assert np.isfinite(off.frac[220:]).mean() > 0.5   # without the rule: the saw-tooth
+
+
+def test_drop_line_spikes():
+    """Samples on grid-line rows that step off the curve and back go; a real excursion
+    whose ends lie off the line rows stays; off switch and no-lines are no-ops."""
+    x = 20.0 + 0.1 * np.arange(120)
+    lines = np.zeros(120, bool)
+    lines[[30, 31, 60, 90]] = True
+    x[30:32] = 80.0                       # stepped out along a heavy line for two rows
+    x[58:63] = [20, 50, 80, 50, 20]       # a real spike through line row 60: ends off it
+    x[90] = 20.0 + 9.0 + 1.0              # 1 px off the line: within tolerance, kept
+    d = drop_line_spikes(x, lines, 4.0, 3)
+    assert np.isnan(d[30:32]).all()
+    keep = np.ones(120, bool)
+    keep[30:32] = False
+    np.testing.assert_array_equal(d[keep], x[keep])
+    assert np.array_equal(drop_line_spikes(x, lines, 0.0, 3), x)
+    assert np.array_equal(drop_line_spikes(x, None, 4.0, 3), x)
+    y = x.copy()
+    y[27:30] = np.nan                     # no reading within reach before the line: kept
+    assert np.array_equal(drop_line_spikes(y, lines, 4.0, 3), y, equal_nan=True)
+    screen = np.zeros(120, bool)
+    screen[20:50] = True                  # 30 "line" rows: shading, not a line: kept
+    assert np.array_equal(drop_line_spikes(x, screen, 4.0, 3, longest=20), x)
+    assert np.isnan(drop_line_spikes(x, screen, 4.0, 3, longest=40)[30:32]).all()
 
 
 def test_resample_and_grid():
@@ -977,7 +1002,7 @@ def test_heavy_grid_line_crossing_leaves_no_spike(factor, marked):
     on the curve, not at the run's middle or end: on the rows the layout marks as grid
     lines (``line_rows``; None: every row), and unmarked too (a 4-row blob the curve
     passes straight through: a thick or tilted line the grid test missed). With the
-    settling off (factor 0) the spikes are there, so the check can fail."""
+    settling and the line-spike rule off the spikes are there, so the check can fail."""
     h, w = 1200, 400
     rows = np.arange(h)
     truth = 200 + 50 * np.sin(rows / 110.0)
@@ -994,14 +1019,20 @@ def test_heavy_grid_line_crossing_leaves_no_spike(factor, marked):
         line_rows = np.zeros(h, bool)
         if marked:
             line_rows[at_lines] = True
-    tr = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(wide_run_factor=factor),
-                      line_rows=line_rows)[0]
+    off = TrackerConfig(wide_run_factor=factor, line_spike_share=0.0)
+    tr = trace_curves(m, 1, 0.0, float(w), cfg=off if not factor else
+                      TrackerConfig(wide_run_factor=factor), line_rows=line_rows)[0]
     err = np.abs(tr.frac * w - truth)
     if factor:
         assert np.nanmax(err[at_lines]) < 2.5
         assert np.nanmedian(err) < 0.5
     else:
         assert np.nanmax(err[at_lines]) > 15
+        # the line-spike rule is the second guard: it alone removes them too
+        tr = trace_curves(m, 1, 0.0, float(w), cfg=TrackerConfig(wide_run_factor=0.0),
+                          line_rows=line_rows)[0]
+        err = np.abs(tr.frac * w - truth)
+        assert np.nanmax(err[at_lines]) < 2.5
 
 
 @pytest.mark.parametrize("rows_px", [1, 2])
