@@ -365,7 +365,7 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
         else:
             shifts = None
             prof = _profiles(grey, skew, thr)
-    lines, sections = _find_lines_and_sections(prof, h)
+    lines, sections, presence = _find_lines_and_sections(prof, h)
     if not lines:
         notes.append("no vertical track lines found: tracks not detected")
     lay.lines = lines
@@ -387,6 +387,10 @@ def analyse(grey: np.ndarray, skew: float | None = None) -> Layout:
         notes.append("no depth track found")
     minor, major, grid_rows = _find_grid(prof, tracks, rows_mask)
     lay.grid_minor_px, lay.grid_major_px = minor, major
+    if minor is not None and tracks:
+        lay.tracks, moved = _extend_open_edges(tracks, depth, lines, presence, prof,
+                                               rows_mask, minor, w)
+        notes.extend(moved)
     if minor is None:
         notes.append("no regular horizontal grid found")
     if sections and grid_rows is not None:
@@ -1002,7 +1006,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     freq = pres.sum(0) / nfull
     cand = [(a, b) for a, b in _runs(freq >= 0.2) if b - a <= 40]
     if not cand:
-        return [], []
+        return [], [], freq
     # body strips: carry most candidate lines
     cols = np.array([(a + b - 1) // 2 for a, b in cand])
     per_strip = pres[:, cols].mean(1)
@@ -1024,7 +1028,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     if not sruns:
         sruns = [(a, b) for a, b in _runs(body)]
         if not sruns:
-            return [], []
+            return [], [], freq
         sruns = [max(sruns, key=lambda r: r[1] - r[0])]
     sel = np.zeros(len(body), bool)
     for a, b in sruns:
@@ -1048,7 +1052,7 @@ def _find_lines_and_sections(prof: _Profiles, h: int):
     _line_weights(lines, prof, sel)
     s = prof.strip_rows
     sections = [(int(a * s), int(min(h, b * s))) for a, b in sruns]
-    return lines, sections
+    return lines, sections, freqb
 
 
 def _refine_sections(grey, skew, thr, lines, sections, shifts=None):
@@ -1574,6 +1578,106 @@ def _period(sig: np.ndarray, body: np.ndarray) -> float | None:
         p = _parabolic(ac, jj) / m
         m *= 2
     return float(p) if math.isfinite(p) and p >= MIN_GRID_PX else None
+
+
+#: an outer division without a border line belongs to the track when the horizontal
+#: grid runs through both its halves with at least this share of the periodicity the
+#: track's own divisions show (:func:`_grid_periodicity`) ...
+OPEN_EDGE_SHARE = 0.5
+#: ... and at least this much power on the grid's harmonics as between them
+OPEN_EDGE_MIN = 2.5
+#: at most this many divisions are added on a side
+OPEN_EDGE_MAX_DIV = 20
+#: the new edge lies where a faint line runs through at least this share of the body
+#: strips (YM127's dashed left border: 0.19; a margin: under 0.08)
+OPEN_EDGE_LINE = 0.1
+
+
+def _grid_periodicity(prof: _Profiles, x0: int, x1: int, rows_mask: np.ndarray,
+                      p: float) -> float:
+    """How much the ink of columns [x0, x1) repeats at the grid spacing ``p`` (rows):
+    the row signal's power at the first three harmonics of ``p`` over its power half-way
+    between them, pooled over windows of the body rows at least 8 spacings long. The
+    phase is free per window, so lines that slope differently along the scan (paper
+    that slid in the scanner) still count; paper texture, text and curves put about as
+    much power between the harmonics as on them (ratio ~1), a grid far more."""
+    bw = prof.bin_w
+    b0, b1 = int(math.ceil(x0 / bw)), int(math.floor(x1 / bw))
+    if b1 - b0 < 1:
+        return 0.0
+    sig = _bin_rows_mean(prof.rowbins, b0, b1).astype(np.float64) / bw
+    s = max(prof.strip_rows, int(math.ceil(8 * p)))
+    y = np.arange(s)
+    on = np.stack([np.exp(-2j * np.pi * k * y / p) for k in (1, 2, 3)], 1)
+    off = np.stack([np.exp(-2j * np.pi * (k + 0.5) * y / p) for k in (1, 2, 3)], 1)
+    p_on = p_off = 0.0
+    for a, b in _runs(rows_mask):
+        k = (b - a) // s
+        if k == 0:
+            continue
+        z = sig[a:a + k * s].reshape(k, s)
+        z = z - z.mean(1, keepdims=True)
+        p_on += float((np.abs(z @ on) ** 2).sum())
+        p_off += float((np.abs(z @ off) ** 2).sum())
+    return p_on / p_off if p_off > 0 else 0.0
+
+
+def _extend_open_edges(tracks, depth, lines, presence: np.ndarray, prof: _Profiles,
+                       rows_mask: np.ndarray, minor: float, w: int):
+    """(tracks, notes): the outer edges of the first and last track moved outwards over
+    the divisions whose border lines were never printed or faded away, where the
+    horizontal grid runs on (YM127: track 1's left half carries only ticks, no vertical
+    lines, and was left out). A division is the median spacing of the track's vertical
+    lines; one is added while both its halves show the grid (:func:`_grid_periodicity`
+    >= :data:`OPEN_EDGE_SHARE` of the track's own divisions and >= :data:`OPEN_EDGE_MIN`),
+    never into another track, the depth track or past the scan's edge. The new edge is
+    the outermost of those division ends where a faint line shows (``presence`` [W]:
+    share of the body strips in which a column runs as a line, >= :data:`OPEN_EDGE_LINE`
+    within 0.15 of a division), snapped to it: some prints run their grid lines most
+    of a division past the border (30-025-12481), and there no line shows."""
+    tracks = [tuple(t) for t in tracks]
+    notes: list[str] = []
+    taken = list(tracks) + ([tuple(depth)] if depth is not None else [])
+    for side in (0, 1):
+        i = 0 if side == 0 else len(tracks) - 1
+        t0, t1 = tracks[i]
+        xs = sorted(ln["x"] for ln in lines if t0 - 2 <= ln["x"] <= t1 + 2)
+        if len(xs) < 3:
+            continue
+        div = float(np.median(np.diff(xs)))
+        if div < 3 * prof.bin_w:
+            continue
+        own = [_grid_periodicity(prof, int(a) + 2, int(b) - 1, rows_mask, minor)
+               for a, b in zip(xs[:-1], xs[1:])]
+        need = max(OPEN_EDGE_MIN, OPEN_EDGE_SHARE * float(np.median(own)))
+        edge = float(t0 if side == 0 else t1)
+        added = 0
+        best = None   # (divisions, snapped column)
+        reach = max(3, int(round(0.15 * div)))
+        while added < OPEN_EDGE_MAX_DIV:
+            a, b = (edge - div, edge) if side == 0 else (edge, edge + div)
+            if a < 0 or b > w or any(a < q1 and q0 < b for q0, q1 in taken if (q0, q1) != (t0, t1)):
+                break
+            m = 0.5 * (a + b)
+            halves = ((int(a) + 1, int(m)), (int(m), int(b) - 1))
+            if not all(_grid_periodicity(prof, h0, h1, rows_mask, minor) >= need
+                       for h0, h1 in halves):
+                break
+            edge = a if side == 0 else b
+            added += 1
+            c0, c1 = max(0, int(round(edge)) - reach), min(len(presence), int(round(edge)) + reach + 1)
+            if c1 > c0 and presence[c0:c1].max() >= OPEN_EDGE_LINE:
+                best = (added, c0 + int(np.argmax(presence[c0:c1])))
+        if best is not None:
+            added, col = best
+            # x0 is the line's first column, x1 one past its last (as for found borders)
+            new = (col, t1) if side == 0 else (t0, col + 1)
+            notes.append(f"track {i + 1}'s {'left' if side == 0 else 'right'} border is not "
+                         f"printed: the horizontal grid runs {added} more divisions, so the "
+                         f"track is taken as {new[0]}-{new[1]}")
+            tracks[i] = new
+            taken = list(tracks) + ([tuple(depth)] if depth is not None else [])
+    return tracks, notes
 
 
 def _find_grid(prof: _Profiles, tracks, rows_mask: np.ndarray):

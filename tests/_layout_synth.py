@@ -31,7 +31,8 @@ class SynthLog:
 def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
              major_every: int = 5, header: int = 400, footer: int = 100, seed: int = 0,
              border: int = 3, heavy_middle: bool = False, log_t2: bool = False,
-             faded_edge: bool = False, narrow_t4: bool = False, bare_t1: bool = False) -> SynthLog:
+             faded_edge: bool = False, narrow_t4: bool = False, bare_t1: bool = False,
+             open_t1: bool = False, overshoot_t3: bool = False) -> SynthLog:
     """A log page: track 1, depth track, tracks 2 and 3 (sharing a border).
 
     Options for what real paper shows: ``heavy_middle``: the middle line of every
@@ -42,7 +43,10 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
     dashes (a faded scan edge); ``narrow_t4``: a fourth, 5-division track right of
     track 3 (sharing its border) whose minor horizontal lines are only ticks beside
     the vertical lines; ``bare_t1``: track 1 without any grid (never printed or faded
-    away), only its border lines and its curve."""
+    away), only its border lines and its curve; ``open_t1``: track 1's left border all but
+    faded (a thin line in a quarter of the rows) and the vertical lines of its left half
+    not printed, its horizontal grid still running to the edge (paper scan YM127); ``overshoot_t3``: track 3's horizontal lines run on
+    0.6 of a division past its right border."""
     rng = np.random.default_rng(seed)
     img = np.full((h, w), 255, np.uint8)
     m = int(0.05 * w)
@@ -77,6 +81,8 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
                     img[top:bot, x] = 0
         else:
             for i in range(1, 10):
+                if open_t1 and j == 0 and i < 5:
+                    continue
                 x = a + round(i * (b - a) / 10)
                 if heavy_middle:  # old paper: divisions uneven by up to 0.8 % of the width
                     x += int(round(0.008 * (b - a) * math.sin(1.7 * i + j)))
@@ -84,9 +90,10 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
                     img[top:bot, x - border // 2: x - border // 2 + border] = 0
                 else:
                     img[top:bot, x] = 0
+        over = int(0.06 * (b - a)) if overshoot_t3 and j == 2 else 0
         for k, y in enumerate(range(top, bot, minor)):
             th = 2 if k % major_every == 0 else 1
-            img[y:y + th, a:b] = 0
+            img[y:y + th, a:b + over] = 0
             if faded_edge and j == 0 and k % major_every:
                 x1 = a + round((b - a) / 10)
                 img[y:y + th, a:x1][:, (np.arange(x1 - a) // 2) % 8 != 0] = 255  # specks
@@ -103,9 +110,13 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
                 for x in xs:  # ticks: 2 px either side of each vertical line
                     img[y:y + th, max(a, x - 2):min(b, x + 3)] = 0
     # borders (heavier), shared border between tracks 2 and 3 (and 3 and 4)
-    xs = {t1[0], t1[1], t2[0], t2[1], t3[1]} | ({t4[1]} if t4 else set())
+    xs = ({t1[1], t2[0], t2[1], t3[1]} | ({t4[1]} if t4 else set())
+          | (set() if open_t1 else {t1[0]}))
     for x in sorted(xs):
         img[top:bot, x - border // 2: x - border // 2 + border] = 0
+    if open_t1:  # a faint trace of the left border: a thin line in every fourth strip
+        for y in range(top, bot, 1024):
+            img[y:min(bot, y + 256), t1[0]] = 0
     # depth numbers: blobs every 100 rows in the depth track
     for y in range(top + 50, bot - 20, 100):
         cv2.rectangle(img, (d[0] + dw // 4, y), (d[1] - dw // 4, y + 12), 0, -1)

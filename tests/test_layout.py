@@ -234,6 +234,23 @@ def test_track_without_grid_is_a_track_not_the_depth_track():
     assert all(abs(a - b) <= 4 for a, b in zip(lay.depth_track, s.depth_track)), lay.depth_track
 
 
+def test_track_whose_left_border_was_never_printed_reaches_the_grid_edge(monkeypatch):
+    """Track 1's left border and the vertical lines of its left half are not printed,
+    its horizontal grid runs to the track's edge (paper scan YM127, where half the
+    track and its curve were left out): the track reaches where the grid does, and the
+    layout says so. Grid lines that overshoot a border by part of a division (track 3
+    here) do not move it."""
+    s = make_log(h=2500, w=1000, seed=17, open_t1=True, overshoot_t3=True)
+    lay = analyse(s.image)
+    _assert_tracks(lay, s.tracks)
+    assert any("left border is not printed" in n for n in lay.notes), lay.notes
+    assert not any("right border" in n for n in lay.notes), lay.notes
+    # the control: without the open edge rule the left half is lost
+    import logdigit.layout as L
+    monkeypatch.setattr(L, "OPEN_EDGE_MAX_DIV", 0)
+    assert analyse(s.image).tracks[0][0] > s.tracks[0][0] + 100
+
+
 def test_fifteen_division_track_is_one_track():
     """The vertical lines of 4702900080_gr_d's bulk-density track (x, weight as the
     layout measured them): 15 equal divisions, a faint left border and a heavy 5th
