@@ -1673,7 +1673,8 @@ def _extend_open_edges(tracks, depth, lines, presence: np.ndarray, prof: _Profil
             # x0 is the line's first column, x1 one past its last (as for found borders)
             new = (col, t1) if side == 0 else (t0, col + 1)
             notes.append(f"track {i + 1}'s {'left' if side == 0 else 'right'} border is not "
-                         f"printed: the horizontal grid runs {added} more divisions, so the "
+                         f"printed: the horizontal grid runs {added} more division"
+                         f"{'s' if added > 1 else ''}, so the "
                          f"track is taken as {new[0]}-{new[1]}")
             tracks[i] = new
             taken = list(tracks) + ([tuple(depth)] if depth is not None else [])
