@@ -1637,10 +1637,11 @@ def _extend_open_edges(tracks, depth, lines, presence: np.ndarray, prof: _Profil
     of a division past the border (30-025-12481), and there no line shows."""
     tracks = [tuple(t) for t in tracks]
     notes: list[str] = []
-    taken = list(tracks) + ([tuple(depth)] if depth is not None else [])
     for side in (0, 1):
         i = 0 if side == 0 else len(tracks) - 1
         t0, t1 = tracks[i]
+        others = [t for k, t in enumerate(tracks) if k != i] + \
+            ([tuple(depth)] if depth is not None else [])
         xs = sorted(ln["x"] for ln in lines if t0 - 2 <= ln["x"] <= t1 + 2)
         if len(xs) < 3:
             continue
@@ -1656,7 +1657,7 @@ def _extend_open_edges(tracks, depth, lines, presence: np.ndarray, prof: _Profil
         reach = max(3, int(round(0.15 * div)))
         while added < OPEN_EDGE_MAX_DIV:
             a, b = (edge - div, edge) if side == 0 else (edge, edge + div)
-            if a < 0 or b > w or any(a < q1 and q0 < b for q0, q1 in taken if (q0, q1) != (t0, t1)):
+            if a < 0 or b > w or any(a < q1 and q0 < b for q0, q1 in others):
                 break
             m = 0.5 * (a + b)
             halves = ((int(a) + 1, int(m)), (int(m), int(b) - 1))
@@ -1677,7 +1678,6 @@ def _extend_open_edges(tracks, depth, lines, presence: np.ndarray, prof: _Profil
                          f"{'s' if added > 1 else ''}, so the "
                          f"track is taken as {new[0]}-{new[1]}")
             tracks[i] = new
-            taken = list(tracks) + ([tuple(depth)] if depth is not None else [])
     return tracks, notes
 
 

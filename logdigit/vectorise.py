@@ -667,7 +667,7 @@ def drop_cross_strokes(x: np.ndarray, width: float, share: float, px_per_row: fl
 
 
 def drop_line_spikes(x: np.ndarray, line_rows: np.ndarray | None, tol: float,
-                     reach: int, longest: int = 20) -> np.ndarray:
+                     reach: int, longest: int = TrackerConfig.line_spike_longest) -> np.ndarray:
     """Drop samples on horizontal grid-line rows that jump off the curve.
 
     ``x`` [n] columns (px, NaN where unread); ``line_rows`` bool [n]. A stretch of

@@ -43,10 +43,11 @@ def make_log(h: int = 3000, w: int = 1000, skew: float = 0.0, minor: int = 10,
     dashes (a faded scan edge); ``narrow_t4``: a fourth, 5-division track right of
     track 3 (sharing its border) whose minor horizontal lines are only ticks beside
     the vertical lines; ``bare_t1``: track 1 without any grid (never printed or faded
-    away), only its border lines and its curve; ``open_t1``: track 1's left border all but
-    faded (a thin line in a quarter of the rows) and the vertical lines of its left half
-    not printed, its horizontal grid still running to the edge (paper scan YM127); ``overshoot_t3``: track 3's horizontal lines run on
-    0.6 of a division past its right border."""
+    away), only its border lines and its curve; ``open_t1``: track 1's left border all
+    but faded (a thin line in a quarter of the rows) and the vertical lines of its left
+    half not printed, its horizontal grid still running to the edge (paper scan YM127);
+    ``overshoot_t3``: track 3's horizontal lines run on 0.6 of a division past its
+    right border."""
     rng = np.random.default_rng(seed)
     img = np.full((h, w), 255, np.uint8)
     m = int(0.05 * w)

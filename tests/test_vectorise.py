@@ -137,8 +137,8 @@ def test_slanted_grid_lines_not_read_as_a_saw_tooth():
 
 
 def test_drop_line_spikes():
-    """Samples on grid-line rows that step off the curve and back go; a real excursion
-    whose ends lie off the line rows stays; off switch and no-lines are no-ops."""
+    """Samples on grid-line rows that step off the curve and back go; a real peak on a
+    line row, met by steep flanks, stays; off switch and no-lines are no-ops."""
     x = 20.0 + 0.1 * np.arange(120)
     lines = np.zeros(120, bool)
     lines[[30, 31, 60, 90]] = True
