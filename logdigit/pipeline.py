@@ -60,6 +60,15 @@ MAX_UNCALIBRATED_PER_STYLE = 2
 #: 0.8-1.4 % (33-023, 35100081) and 2.2 % (Aldwell T2, a spiky resistivity curve))
 MIN_EXTRA_OBSERVED = 0.3
 MAX_EXTRA_JUMP_SHARE = 0.03
+#: uncalibrated: a curve is written only when seen off the grid lines at least this
+#: share of the rate of a curve that crosses the grid by chance (:func:`grid_free_share`).
+#: What the network calls curve on an empty track is grid. Session-13 study, shipped
+#: model: such reads score 0.064-0.106 on the real scans (30-025-12481 T3 solid, RCB_2-3
+#: and ALS471 T2 dashed) and 0.000-0.001 on the synthetic pages of
+#: bench/uncalibrated_accuracy.py; real curves score from 0.145 (synthetic) and 0.155
+#: (273101, a backup trace wrapping into the next track) up, and Aldwell's T2 dashed,
+#: partly on a real curve of a dense log grid, 0.121.
+MIN_GRID_FREE_SHARE = 0.11
 #: a wrapped curve read on a backup trace on more of its rows than this is flagged
 AMBIGUOUS_BACKUP_SHARE = 0.35
 #: a read whose steps between observed rows jump over a tenth of the track on more than
@@ -601,6 +610,9 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
         for y in periodic_lines(lines):
             line_rows[max(0, int(math.floor(y)) - GRID_ROW_PAD):
                       min(H, int(math.ceil(y)) + GRID_ROW_PAD + 1)] = True
+    vlines = [(float(ln["x"]), float(ln.get("width", 1.0)))
+              for ln in getattr(layout, "lines", []) or []
+              if float(ln.get("presence", 0.0)) >= VLINE_MIN_PRESENCE]
     curves_out: list[tuple[str, str, str, np.ndarray, np.ndarray, CurveCalibration | None]] = []
     qc: list[QCCurve] = []
     for t_i, tp in enumerate(plan.tracks):
@@ -617,6 +629,7 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             seen: dict[str, int] = {}
             read = _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg, confidence,
                                         shift, line_rows, ink_rows)
+            read = _drop_grid_reads(read, tp, plan.rows, vlines, ink_rows, binary, warnings)
             filled = _follow_ink([tr for _, tr in read], grey, threshold, tp, shift, layout, cfg)
             for (cid, _), tr in zip(read, filled):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
@@ -849,6 +862,57 @@ def _uncalibrated_traces(classes, code, tp: TrackPlan, rows: tuple[int, int], bi
             main = max(g, key=lambda i: int(present[i][1].observed.sum()))
             out.append((present[main][0], tr))
     return out
+
+
+def grid_free_share(tr, tp: TrackPlan, rows: tuple[int, int],
+                    vlines: list[tuple[float, float]], line_rows: np.ndarray | None) -> float:
+    """How much of trace ``tr`` (CurveTrace) is seen away from the grid, against chance.
+
+    Off the grid: not on a row of ``line_rows`` (bool [H], horizontal lines and heavy
+    rows; None: none known) and farther than half the width + ``VLINE_PAD`` + 1 px from
+    every vertical line of ``vlines`` ((x, width) px in the deskewed frame at zero
+    drift; the track's ``xl``/``xr`` hold at ``tp.drift_ref``, so the trace is compared
+    there and drift cancels). Returns the share of ``rows`` on which the trace is
+    observed off the grid, over the share of the track (columns x rows) that is off it:
+    about 1 for a curve that crosses the grid as it comes, 0 for one seen only on its
+    lines, whatever the grid's density (a log-scale track's lines crowd its decades)."""
+    top, bottom = rows
+    if bottom <= top:
+        return 0.0
+    free_rows = 1.0 if line_rows is None else 1.0 - float(line_rows[top:bottom].mean())
+    cols = np.arange(math.floor(tp.xl), math.ceil(tp.xr) + 1, dtype=np.float64) - tp.drift_ref
+    obs = tr.observed[top:bottom].copy()
+    if line_rows is not None:
+        obs &= ~line_rows[top:bottom]
+    x = tp.xl - tp.drift_ref + tr.frac[top:bottom][obs] * (tp.xr - tp.xl)
+    near, near_cols = np.zeros(len(x), bool), np.zeros(len(cols), bool)
+    for lx, w in vlines:
+        reach = w / 2 + VLINE_PAD + 1
+        near |= np.abs(x - lx) <= reach
+        near_cols |= np.abs(cols - lx) <= reach
+    obs[np.flatnonzero(obs)[near]] = False
+    chance = free_rows * (1.0 - float(near_cols.mean()) if len(cols) else 1.0)
+    return float(obs.sum() / (bottom - top)) / max(chance, 1e-3)
+
+
+def _drop_grid_reads(read: list, tp: TrackPlan, rows: tuple[int, int],
+                     vlines: list[tuple[float, float]], line_rows: np.ndarray | None,
+                     binary: bool, warnings: list[str]) -> list:
+    """``read`` ((class id, CurveTrace) of an uncalibrated track) without the curves seen
+    almost only on grid lines (:data:`MIN_GRID_FREE_SHARE`), each dropped one named in
+    ``warnings``."""
+    keep = []
+    for cid, tr in read:
+        share = grid_free_share(tr, tp, rows, vlines, line_rows)
+        if share >= MIN_GRID_FREE_SHARE:
+            keep.append((cid, tr))
+            continue
+        style = "curve" if binary else CLASS_TO_STYLE[cid]
+        warnings.append(f"track {tp.index + 1}: a {style} read left out: seen off the grid "
+                        f"lines {share:.3f}x as often as a curve crossing the grid by chance "
+                        "(the network took grid for curve); a calibration naming the curve "
+                        "reads it anyway")
+    return keep
 
 
 def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None

@@ -1197,3 +1197,68 @@ def test_held_stretch_the_network_missed_is_read_from_the_ink():
     err = np.abs(got[True] - truth_x)
     assert np.isfinite(got[True]).all() and np.median(err) < 0.6 and err.max() < 2.5
     assert np.isnan(got[False]).mean() > 0.8
+
+
+def test_uncalibrated_track_with_only_grid_labelled_curve_writes_no_curve():
+    """Track 2 holds no curve, but the network called pieces of its vertical grid lines
+    and of one heavy horizontal line solid (what it does on empty tracks of real
+    paper): no T2_SOLID is written, a warning says why; track 1's curve, which crosses
+    the same kind of lines, is written."""
+    from logdigit.layout import Layout
+    from logdigit.pipeline import MIN_GRID_FREE_SHARE, digitise
+
+    h, w = 1500, 600
+    r = np.arange(h)
+    grey = np.full((h, w), 255, np.uint8)
+    xs = [60, 120, 180, 240, 360, 420, 480, 540]
+    for x in xs:
+        grey[:, x - 1:x + 2] = 0
+    grey[::50, 5:595] = 0                              # horizontal grid, every 50 rows
+    grey[700:703, 5:595] = 0                           # a heavy line
+    x1 = 150 + 60 * np.sin(r / 90.0)
+    classes = _draw(h, w, x1)
+    grey[classes > 0] = 0
+    for k, r0 in enumerate(range(100, h - 100, 150)):  # pieces of the lines, labelled solid
+        x = xs[4 + k % 4]
+        classes[r0:r0 + 90, x - 1:x + 2] = 1
+    classes[700:703, 320:560] = 1
+    lines = [{"x": float(x), "x0": x - 1, "x1": x + 2, "width": 3.0, "presence": 1.0}
+             for x in xs]
+    L = Layout(shape=(h, w), tracks=[(0, 300), (300, 599)], log_bottom=h, threshold=128,
+               lines=lines)
+    dig = digitise(classes, None, L, grey=grey)
+    assert [c.mnemonic for c in dig.table.curves] == ["T1_SOLID"]
+    assert any(w_.startswith("track 2: a solid read left out") for w_ in dig.warnings)
+    # the same pieces beside a real curve of track 2 do not hide it
+    _draw(h, w, 450 + 50 * np.sin(r / 70.0), out=classes)
+    dig = digitise(classes, None, L, grey=grey)
+    assert [c.mnemonic for c in dig.table.curves] == ["T1_SOLID", "T2_SOLID"]
+    assert MIN_GRID_FREE_SHARE < 0.15
+
+
+def test_grid_free_share():
+    """Observed off the grid, against chance: 0 for a trace along a vertical line or seen
+    only on line rows, about 1 for one crossing the track, on a sparse grid and on a
+    dense one alike (a log track whose line bands cover 90 % of it); drift cancels (the
+    line and the track's borders move together)."""
+    from logdigit.pipeline import TrackPlan, grid_free_share
+    from logdigit.vectorise import CurveTrace
+
+    h = 400
+    obs = np.ones(h, bool)
+    tp = TrackPlan(0, 100.0, 300.0, None, drift_ref=5.0)
+    along = CurveTrace(np.full(h, (155.0 - 100.0) / 200.0), obs, np.ones(h))
+    across = CurveTrace(np.linspace(0.05, 0.95, h), obs, np.ones(h))
+    vl = [(150.0, 3.0)]                     # at zero drift: 9 of the track's 201 columns
+    free = 192 / 201
+    assert grid_free_share(along, tp, (0, h), vl, None) == 0.0   # the trace holds at +5
+    assert grid_free_share(along, TrackPlan(0, 100.0, 300.0, None), (0, h), vl,
+                           None) == pytest.approx(1 / free)
+    assert grid_free_share(across, tp, (0, h), vl, None) == pytest.approx(0.95 / free)
+    assert grid_free_share(across, tp, (0, h), vl, np.ones(h, bool)) == 0.0
+    half = CurveTrace(across.frac, np.arange(h) < h // 2, across.confidence)
+    assert grid_free_share(half, tp, (0, h), vl, None) == pytest.approx(0.45 / free)
+    dense = [(float(x), 3.0) for x in range(95, 300, 10)]
+    assert 0.7 < grid_free_share(across, tp, (0, h), dense, None) < 1.3
+    on_dense = CurveTrace(np.full(h, 0.25), obs, np.ones(h))     # at 150 - 5 = 145
+    assert grid_free_share(on_dense, tp, (0, h), dense, None) == 0.0
