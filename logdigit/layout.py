@@ -68,6 +68,7 @@ GRID_GAP_MIN = 0.02         # a gap is inside a track if its grid contrast is >=
 GRID_GAP_REL = 0.1          # ... and >= this share of the best gap's
 HEAVY_PCT = 75              # a border is heavy against this percentile of the group's other inner
                             # lines (not the top: those include the other tracks' borders)
+NARROW_END_SHARE = 0.5      # narrow gaps ending a grid group join it at this share of its grid
 CROSSED_GAP_SHARE = 0.5     # a gap with less than this share of both neighbours' grid
                             # contrast is a depth track crossed by the major lines only
 
@@ -1192,6 +1193,37 @@ def _drop_crossed_gaps(gaps: list[dict]) -> None:
         gaps[i]["is_grid"] = False
 
 
+def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
+    """Mark as grid the runs of narrow gaps between a grid gap on one side and a gap
+    without grid (or the page edge) on the other, when the horizontal grid runs through
+    them: every one of them wide enough to measure (a column bin) carries at least
+    :data:`NARROW_END_SHARE` of the grid gap's contrast, and one is. The last division of
+    a finely subdivided track, or one a faint extra line cuts, is narrower than a
+    measurable gap; without this the track ends one line short of its border (10-12 px
+    on the rendered pages 2 and 7 of bench/layout_accuracy.py). A doubled border (two
+    lines a few px apart) has no grid between them and stays out."""
+    n = len(gaps)
+    k = 0
+    while k < n:
+        if not gaps[k]["narrow"]:
+            k += 1
+            continue
+        e = k
+        while e < n and gaps[e]["narrow"]:
+            e += 1
+        run = gaps[k:e]
+        sides = [g for g in (gaps[k - 1] if k > 0 else None, gaps[e] if e < n else None)
+                 if g is not None]
+        grid_sides = [g for g in sides if g["is_grid"]]
+        if not any(g["is_grid"] for g in run) and len(grid_sides) == 1:
+            ref = grid_sides[0]["grid"]
+            meas = [g for g in run if math.floor(g["x1"] / bin_w) - math.ceil(g["x0"] / bin_w) >= 1]
+            if meas and all(g["grid"] >= NARROW_END_SHARE * ref for g in meas):
+                for g in run:
+                    g["is_grid"] = True
+        k = e
+
+
 #: a gap between border lines without a grid is a (bare) track when it is this share of
 #: the scan width or wider ...
 BARE_TRACK_MIN = 0.08
@@ -1242,6 +1274,7 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
             right = next((h["is_grid"] for h in gaps[i + 1:] if not h["narrow"]), None)
             sides = [v for v in (left, right) if v is not None]
             g["is_grid"] = bool(sides) and all(sides)
+    _join_narrow_ends(gaps, prof.bin_w)
     groups: list[list[dict]] = []
     cur: list[dict] = []
     for g in gaps:
@@ -1370,6 +1403,8 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
     tol_eq = max(2.5 / width, 0.009)  # old paper stretches unevenly: ~1 % of the width
     best = 0.0
     for n_div in (*range(2, 11), 15):
+        if tol_eq * n_div > 0.3:
+            break  # divisions so narrow that the tolerance takes most positions for a line
         near = np.abs(f * n_div - np.round(f * n_div)) <= tol_eq * n_div
         k = {int(round(v * n_div)) for v in f[near]} & set(range(1, n_div))
         cover = len(k) / (n_div - 1)
@@ -1431,7 +1466,12 @@ def _log_fit(f: np.ndarray, wts: np.ndarray, d: int, phi: float, tol: float) -> 
 
     Decade lines must weigh at least as much as the 2..9 marks, and at least two mark
     kinds must be seen: a single kind (e.g. only the 3s, at 0.477 of a decade) is as
-    well explained by equal divisions. 0 when the grid does not apply."""
+    well explained by equal divisions. 0 when the grid does not apply, and when the
+    tolerance takes over 0.06 of a decade (a decade narrower than ~40 px): there every
+    position lies near one of the crowded 6..9 marks, so any narrow piece of a grid fits.
+    """
+    if tol * d > 0.06:
+        return 0.0
     p = f * d + phi                        # position in decades from the decade below
     j = np.floor(p + tol * d)
     r = p - j

@@ -120,7 +120,10 @@ def test_layout_dict_roundtrip():
 
 # -- rendered pages (training.synth) ------------------------------------------------
 
-RENDERED = [5, 19, 20]  # 4 tracks, skew 0.27 / 3 tracks, skew 0.36 / linear + log track
+# 4 tracks, skew 0.27 / 3 tracks, skew 0.36 / linear + log track / a 4-decade log track
+# beside a 3-decade one (decade lines as heavy as borders), skew -0.25 / a subdivided track
+# whose last division is narrower than a measurable gap
+RENDERED = [5, 19, 20, 2, 7]
 
 
 @pytest.fixture(scope="module")
@@ -456,3 +459,50 @@ def test_periodic_start_finds_where_the_grid_begins():
     flat = sig.copy()
     flat[top:] = 0.2 + 0.05 * rng.random(h - top)  # no grid at all
     assert _periodic_start(flat, p, 700, 2000, -1) == -1
+
+
+def test_narrow_piece_of_a_log_grid_is_no_log_track():
+    """One decade of a 4-decade grid (65 px, lines of bench/layout_accuracy page 2) fits a
+    2-decade log grid only by the tolerance: at 2.5 px a 32 px decade's crowded 6..9
+    marks leave no position unexplained. The whole track still fits its 4 decades."""
+    from logdigit.layout import _LOG_MARKS, _log_fit, _segment_fit
+
+    x = np.array([738.0, 758.0, 769.0, 777.0, 783.0, 791.0, 800.5, 823.0, 834.0, 842.0,
+                  848.0, 856.0, 865.5, 888.0, 899.0, 907.0, 913.0, 921.0, 930.5, 953.0,
+                  964.0, 972.0, 978.0, 986.0, 996.0])
+    wt = np.array([1.57, .54, .51, .39, .02, -.04, 1.48, .52, .46, .35, .03, -.07, 1.43, .53,
+                   .51, .37, .03, -.04, 1.45, .52, .5, .38, .03, -.05, 2.17])
+    a, b = 12, 18                                  # the decade 865.5 - 930.5
+    f = (x[a + 1:b] - x[a]) / (x[b] - x[a])
+    tol = max(2.5 / (x[b] - x[a]), 0.006)
+    assert _log_fit(f, wt[a + 1:b], 2, float(_LOG_MARKS[0]), tol) == 0.0
+    assert _segment_fit(x[a + 1:b], wt[a + 1:b], x[a], x[b]) < 0.7
+    assert _segment_fit(x[1:-1], wt[1:-1], x[0], x[-1]) == pytest.approx(1.0)
+
+
+def test_narrow_gaps_ending_a_grid_group_join_it():
+    """The last division of a track is narrower than a measurable gap (11 px, or cut by a
+    faint line into 4 + 3 px): with the grid running through it, it belongs to the
+    track; a doubled border's narrow gap without grid does not, nor one whose grid is
+    under half the track's."""
+    from logdigit.layout import _join_narrow_ends
+
+    def gaps(spec):
+        return [{"x0": a, "x1": b, "grid": g, "narrow": b - a < 12, "is_grid": ig}
+                for a, b, g, ig in spec]
+
+    body = [(260, 272, 0.79, True), (273, 285, 0.70, True)]
+    depth = [(300, 403, 0.07, False)]
+    g = gaps(body + [(286, 297, 0.78, False)] + depth)
+    _join_narrow_ends(g, 4)
+    assert [x["is_grid"] for x in g] == [True, True, True, False]
+    g = gaps(body + [(286, 293, 0.9, False), (294, 297, 0.0, False)] + depth)
+    _join_narrow_ends(g, 4)
+    assert [x["is_grid"] for x in g] == [True, True, True, True, False]
+    for weak in (0.0, 0.3):                       # no grid, or too little: a doubled border
+        g = gaps(body + [(286, 297, weak, False)] + depth)
+        _join_narrow_ends(g, 4)
+        assert not g[2]["is_grid"]
+    g = gaps(body + [(286, 289, 0.0, False)] + depth)   # nothing measurable: left alone
+    _join_narrow_ends(g, 4)
+    assert not g[2]["is_grid"]
