@@ -891,7 +891,7 @@ def grid_free_share(tr, tp: TrackPlan, rows: tuple[int, int],
         near |= np.abs(x - lx) <= reach
         near_cols |= np.abs(cols - lx) <= reach
     obs[np.flatnonzero(obs)[near]] = False
-    chance = free_rows * (1.0 - float(near_cols.mean()) if len(cols) else 1.0)
+    chance = free_rows * ((1.0 - float(near_cols.mean())) if len(cols) else 1.0)
     return float(obs.sum() / (bottom - top)) / max(chance, 1e-3)
 
 
