@@ -279,6 +279,7 @@ def _read_tiff(path: str, page: int) -> Scan:
             comp_name = p.compression.name
             dtype_kind = np.dtype(p.dtype).kind if p.dtype is not None else "?"
             colormap = p.colormap
+            planar = int(getattr(p, "planarconfig", 1) or 1) == 2
         except ImageReadError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -306,6 +307,8 @@ def _read_tiff(path: str, page: int) -> Scan:
             raise ImageReadError(f"corrupt or truncated TIFF data ({_short(e)}): the file is "
                                  f"damaged; re-export or re-scan it", path) from None
         dpi = _tiff_dpi(p)
+    if planar and spp > 1 and arr.ndim == 3 and arr.shape[0] == spp:
+        arr = np.moveaxis(arr, 0, -1)   # PlanarConfiguration 2: one plane per sample
     grey, rgb, mode = _to_grey(arr, photometric, bits, spp, colormap, path)
     if grey.shape != (h, w):
         raise ImageReadError(f"decoded page has shape {grey.shape}, expected {(h, w)}: corrupt "

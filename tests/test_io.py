@@ -96,6 +96,29 @@ def test_palette_and_rgb(tmp_path):
     assert s.grey[idx == 1].max() == 0 and s.grey[idx == 2].min() == 255
 
 
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_planar_tiffs_read_like_interleaved_ones(tmp_path, compression):
+    """PlanarConfiguration 2 (one plane per sample, as some archive scanners write):
+    RGB, and grey with an alpha plane, read as their interleaved twins (it had been
+    refused as a corrupt TIFF)."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (H, W, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb",
+                     planarconfig="separate", compression=compression)
+    tifffile.imwrite(tmp_path / "contig.tif", rgb, photometric="rgb", compression=compression)
+    a, b = read_scan(tmp_path / "planar.tif"), read_scan(tmp_path / "contig.tif")
+    assert a.mode == b.mode == "rgb"
+    np.testing.assert_array_equal(a.rgb, rgb)
+    np.testing.assert_array_equal(a.grey, b.grey)
+    grey = _grey_of(_pattern(5))
+    ga = np.stack([grey, np.full_like(grey, 255)])
+    tifffile.imwrite(tmp_path / "ga.tif", ga, photometric="minisblack", planarconfig="separate",
+                     extrasamples=["unassalpha"], compression=compression)
+    np.testing.assert_array_equal(read_scan(tmp_path / "ga.tif").grey, grey)
+
+
 def test_grey_palette_has_no_rgb(tmp_path):
     idx = np.random.default_rng(4).integers(0, 3, (H, W)).astype(np.uint8)
     im = Image.fromarray(idx, mode="P")
