@@ -80,6 +80,10 @@ class Scan:
     compression : str or None
         ``"group4"``, ``"group3"``, ``"lzw"``, ``"deflate"``, ``"packbits"``, ``"none"``,
         ``"jpeg"``, ``"png"`` ... (None when unknown).
+    orientation : int
+        The TIFF / EXIF Orientation the file recorded (1-8; 1 = as stored). It has been
+        applied: ``grey`` and ``rgb`` are the picture as a viewer shows it, and pixel
+        rows and columns everywhere (calibration, layout, QC) are in that frame.
     """
 
     grey: np.ndarray
@@ -90,6 +94,7 @@ class Scan:
     dpi: float | None
     mode: str
     compression: str | None
+    orientation: int = 1
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -101,7 +106,7 @@ class Scan:
         h, w = self.shape
         return {"path": self.path, "page": self.page, "n_pages": self.n_pages, "width": w,
                 "height": h, "dpi": self.dpi, "mode": self.mode, "compression": self.compression,
-                "colour": self.rgb is not None}
+                "colour": self.rgb is not None, "orientation": self.orientation}
 
 
 # ---------------------------------------------------------------------------
@@ -280,6 +285,7 @@ def _read_tiff(path: str, page: int) -> Scan:
             dtype_kind = np.dtype(p.dtype).kind if p.dtype is not None else "?"
             colormap = p.colormap
             planar = int(getattr(p, "planarconfig", 1) or 1) == 2
+            orientation = _orientation_code(p.tags.get("Orientation"))
         except ImageReadError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -313,8 +319,40 @@ def _read_tiff(path: str, page: int) -> Scan:
     if grey.shape != (h, w):
         raise ImageReadError(f"decoded page has shape {grey.shape}, expected {(h, w)}: corrupt "
                              f"TIFF", path)
+    grey, rgb = orient(grey, orientation), (None if rgb is None else orient(rgb, orientation))
     return Scan(grey=grey, rgb=rgb, path=path, page=page, n_pages=n, dpi=dpi, mode=mode,
-                compression=_COMPRESSION_NAMES.get(comp_name, comp_name.lower()))
+                compression=_COMPRESSION_NAMES.get(comp_name, comp_name.lower()),
+                orientation=orientation)
+
+
+def _orientation_code(tag) -> int:
+    """The Orientation tag's value (1-8), 1 when absent or out of range."""
+    try:
+        v = int(tag.value if hasattr(tag, "value") else tag)
+    except (TypeError, ValueError):
+        return 1
+    return v if 1 <= v <= 8 else 1
+
+
+def orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """``a`` ([H, W] or [H, W, C], as stored) turned the way the TIFF / EXIF
+    ``orientation`` (1-8) says a viewer shows it (Pillow's ``exif_transpose``): 2 mirror,
+    3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate
+    90 anticlockwise. 1 returns ``a`` itself; otherwise a contiguous copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> orient(np.arange(6).reshape(2, 3), 6).tolist()   # 90 deg clockwise
+    [[3, 0], [4, 1], [5, 2]]
+    """
+    if orientation == 1:
+        return a
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
+           7: lambda x: np.rot90(x, 2).swapaxes(0, 1), 8: lambda x: np.rot90(x, 1)}
+    op = ops.get(int(orientation))
+    return a if op is None else np.ascontiguousarray(op(a))
 
 
 def _tiff_dpi(p) -> float | None:
@@ -449,6 +487,9 @@ def _read_pillow(path: str, page: int, kind: str = "other", reason: str | None =
         try:
             im.load()
             grey, rgb, mode = _pil_to_grey(im, path)
+            orientation = _orientation_code(im.getexif().get(0x0112))
+            grey = orient(grey, orientation)
+            rgb = None if rgb is None else orient(rgb, orientation)
         except ImageReadError:
             raise
         except MemoryError:
@@ -457,7 +498,7 @@ def _read_pillow(path: str, page: int, kind: str = "other", reason: str | None =
             raise ImageReadError(f"corrupt or truncated image data ({_short(e)}): the file is "
                                  f"damaged; re-export or re-scan it", path) from None
     return Scan(grey=grey, rgb=rgb, path=path, page=page, n_pages=n, dpi=dpi, mode=mode,
-                compression=compression)
+                compression=compression, orientation=orientation)
 
 
 def _pil_to_grey(im, path: str) -> tuple[np.ndarray, np.ndarray | None, str]:

@@ -29,6 +29,27 @@ def scan(tmp_path, log_page):
     return p
 
 
+def test_inspect_scan_stored_sideways_with_an_orientation_tag(tmp_path, log_page):
+    """A log stored turned 90 deg with Orientation 6 (rotate clockwise to view) is read
+    upright: the same tracks as the upright file, and the report says it was turned."""
+    import tifffile
+
+    up, side = tmp_path / "up.tif", tmp_path / "side.tif"
+    tifffile.imwrite(up, log_page.image)
+    tifffile.imwrite(side, np.ascontiguousarray(np.rot90(log_page.image, 1)),
+                     extratags=[(274, "H", 1, 6, True)])
+    reps = []
+    for p in (up, side):
+        res = CliRunner().invoke(main, ["inspect", str(p), "--json", "--no-picture"])
+        assert res.exit_code == 0, res.output
+        reps.append(json.loads(res.output)["pages"][0])
+    assert reps[1]["layout"]["tracks"] == reps[0]["layout"]["tracks"]
+    assert len(reps[0]["layout"]["tracks"]) == 3
+    assert reps[1]["scan"]["orientation"] == 6
+    res = CliRunner().invoke(main, ["inspect", str(side), "--no-picture"])
+    assert "turned by its orientation tag 6" in res.output
+
+
 def test_inspect_text_and_picture(scan, tmp_path, log_page):
     pic = tmp_path / "pic.png"
     res = CliRunner().invoke(main, ["inspect", str(scan), "--picture", str(pic)])

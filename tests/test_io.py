@@ -119,6 +119,38 @@ def test_planar_tiffs_read_like_interleaved_ones(tmp_path, compression):
     np.testing.assert_array_equal(read_scan(tmp_path / "ga.tif").grey, grey)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_tag_is_applied(tmp_path, orientation):
+    """A TIFF Orientation tag or a PNG's EXIF orientation (a scan stored sideways, a
+    phone photo) is applied on reading: the picture comes out as Pillow's
+    ``exif_transpose`` (what a viewer shows) turns it, grey and colour alike."""
+    import tifffile
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    rgb = rng.integers(0, 256, (H, W, 3)).astype(np.uint8)     # not square: turns show
+    want = np.array(ImageOps.exif_transpose(_with_orientation(Image.fromarray(rgb),
+                                                              orientation)))
+    tifffile.imwrite(tmp_path / "o.tif", rgb, photometric="rgb",
+                     extratags=[(274, "H", 1, orientation, True)])
+    s = read_scan(tmp_path / "o.tif")
+    assert s.orientation == orientation and s.describe()["orientation"] == orientation
+    np.testing.assert_array_equal(s.rgb, want)
+    im = Image.fromarray(rgb)
+    im.save(tmp_path / "o.png", exif=_with_orientation(im, orientation).getexif())
+    s = read_scan(tmp_path / "o.png")
+    assert s.orientation == orientation
+    np.testing.assert_array_equal(s.rgb, want)
+    assert s.grey.shape == want.shape[:2]
+
+
+def _with_orientation(im, orientation):
+    im = im.copy()
+    im.getexif()[0x0112] = orientation
+    im.info["exif"] = im.getexif().tobytes()
+    return im
+
+
 def test_grey_palette_has_no_rgb(tmp_path):
     idx = np.random.default_rng(4).integers(0, 3, (H, W)).astype(np.uint8)
     im = Image.fromarray(idx, mode="P")

@@ -55,7 +55,9 @@ def format_report(rep: dict) -> str:
     s, L = rep["scan"], rep["layout"]
     out = [f"{s['path']}  page {s['page'] + 1}/{s['n_pages']}: {s['width']} x {s['height']} px, "
            f"{s['mode']}, {s['compression'] or '?'}, "
-           f"{'%g dpi' % s['dpi'] if s['dpi'] else 'dpi unknown'}",
+           f"{'%g dpi' % s['dpi'] if s['dpi'] else 'dpi unknown'}"
+           + (f", turned by its orientation tag {s['orientation']}"
+              if s.get("orientation", 1) != 1 else ""),
            f"  skew           {L['skew_deg']:+.3f} deg (clockwise positive; confidence "
            f"{L['skew_confidence']:.2f})",
            f"  log body rows  {L['header_bottom']} - {L['log_bottom']} (header above; "
