@@ -114,6 +114,42 @@ def test_sidecar_and_uncalibrated(tmp_path, model):
     assert [c.mnemonic for c in las.curves] == ["DEPT", "GR"]
 
 
+def test_multipage_scan_converts_every_page_and_survives_a_bad_one(tmp_path, model):
+    """Without --page every page of a multi-page TIFF is converted in turn, page N to
+    OUTPUT_pN (QC_pN); a page too small to hold a log is reported with its number, the
+    other pages are still written, and the exit status is 1. With --page N only that
+    page goes to OUTPUT itself."""
+    import tifffile
+
+    img = cv2.imread(str(_scan(tmp_path / "p.png")), cv2.IMREAD_GRAYSCALE)
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    tif = tmp_path / "multi.tif"
+    with tifffile.TiffWriter(tif) as tw:
+        for a in (img, flipped):
+            tw.write(a, compression="zlib")
+    _cal(tmp_path / "multi.yaml")
+    r = _run(tif, "-o", tmp_path / "out.las", "--qc", tmp_path / "qc.png", "--model", model)
+    assert r.exit_code == 0, r.output
+    assert "2 pages" in r.output
+    for k in (0, 1):
+        assert (tmp_path / f"qc_p{k}.png").exists()
+    gr0 = lasio.read(tmp_path / "out_p0.las")["GR"]
+    assert np.isfinite(gr0).mean() > 0.9
+    assert int(lasio.read(tmp_path / "out_p1.las").params["PAGE"].value) == 1
+    assert not (tmp_path / "out.las").exists()
+    r = _run(tif, "-o", tmp_path / "one.las", "--page", "1", "--model", model, "--quiet")
+    assert r.exit_code == 0 and (tmp_path / "one.las").exists(), r.output
+    bad = tmp_path / "bad.tif"
+    with tifffile.TiffWriter(bad) as tw:
+        tw.write(img)
+        tw.write(np.zeros((10, 10), np.uint8))
+    r = _run(bad, "-o", tmp_path / "b.las", "--model", model, "--quiet")
+    assert r.exit_code == 1
+    assert "page 1:" in r.output and "too small" in r.output
+    assert "1 of 2 pages failed" in r.output
+    assert (tmp_path / "b_p0.las").exists() and not (tmp_path / "b_p1.las").exists()
+
+
 def test_warnings_kept_in_the_las_header(tmp_path, model):
     """What stderr warns about a read (here: a listed curve not on the scan) is also in
     the LAS ~Other section, so the file carries it to whoever opens it later (and
