@@ -1077,6 +1077,7 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     scan_path, out_path = Path(scan_path), Path(out_path)
+    _check_outputs(scan_path, out_path, None if qc_path is None else Path(qc_path))
     timings: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -1151,6 +1152,26 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
                            "track width indexed by pixel row")
     return ConvertResult(scan_path, outputs, [(c.mnemonic, c.coverage) for c in table.curves],
                          warnings, timings, dig.plan.calibrated, float(layout.skew_deg))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outputs(scan: Path, out: Path, qc: Path | None) -> None:
+    """Refuse outputs that would overwrite the scan, or each other, before any work."""
+    from .errors import LogdigitError
+
+    for p, what, eg in ((out, "output", ".las"), (qc, "QC overlay", ".qc.png")):
+        if p is not None and (_same_file(p, scan) or p.resolve() == scan.resolve()):
+            raise LogdigitError(f"the {what} path is the scan itself: writing it would destroy "
+                                f"the scan; choose another name (e.g. {scan.stem}{eg})", p)
+    if qc is not None and (qc.resolve() == out.resolve() or _same_file(qc, out)):
+        raise LogdigitError("the QC overlay and the output are the same file: give the overlay "
+                            "its own name (e.g. overlay.png)", qc)
 
 
 def result_summary(res: ConvertResult) -> dict[str, Any]:

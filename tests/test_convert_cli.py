@@ -195,15 +195,23 @@ def _bad_inputs(tmp_path, model):
         "page": ([good, "-o", tmp_path / "o.las", "--model", model, "--page", 3], good),
         "unwritable output": ([good, "-o", junk / "o.las", "--calibration", c, "--model", model],
                               junk),
+        "output is the scan": ([good, "-o", good, "--calibration", c, "--model", model], good),
+        "overlay is the scan": ([good, "-o", tmp_path / "o.las", "--qc", good, "--calibration", c,
+                                 "--model", model], good),
+        "overlay is the output": ([good, "-o", tmp_path / "o.las", "--qc", tmp_path / "o.las",
+                                   "--calibration", c, "--model", model], tmp_path / "o.las"),
     }
 
 
 @pytest.mark.parametrize("case", ["not an image", "truncated", "too small", "calibration",
                                   "junk model", "no metadata", "missing scan", "page",
-                                  "unwritable output"])
+                                  "unwritable output", "output is the scan",
+                                  "overlay is the scan", "overlay is the output"])
 def test_errors_one_line_exit_1(tmp_path, model, case):
     args, named = _bad_inputs(tmp_path, model)[case]
+    before = (tmp_path / "good.png").read_bytes()
     r = _run(*args)
+    assert (tmp_path / "good.png").read_bytes() == before      # the scan is never touched
     assert r.exit_code == 1, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("logdigit: error: "), r.output
