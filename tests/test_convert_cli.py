@@ -97,6 +97,20 @@ def test_convert_csv_qc_step_rows(tmp_path, model):
     assert (np.abs(img[..., 2].astype(int) - img[..., 0]) > 100).sum() > 300
 
 
+@pytest.mark.parametrize("name,flag,want", [("o.csv", None, "csv"), ("o.CSV", None, "csv"),
+                                            ("o.las", None, "las"), ("o.txt", None, "las"),
+                                            ("o.csv", "las", "las"), ("o.las", "csv", "csv")])
+def test_output_format_follows_the_extension_unless_given(tmp_path, model, name, flag, want):
+    scan = _scan(tmp_path / "s.png")
+    args = [scan, "-o", tmp_path / name, "--calibration", _cal(tmp_path / "c.yaml"),
+            "--model", model, "--quiet"] + (["--format", flag] if flag else [])
+    r = _run(*args)
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / name).read_text()
+    assert text.startswith("~Version") == (want == "las")
+    assert ("DEPT[FT],GR[GAPI]" in text) == (want == "csv")
+
+
 def test_sidecar_and_uncalibrated(tmp_path, model):
     scan = _scan(tmp_path / "well.png")
     r = _run(scan, "-o", tmp_path / "u.las", "--model", model)

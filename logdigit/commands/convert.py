@@ -19,8 +19,9 @@ import click
 @click.option("--page", type=click.IntRange(min=0), default=None,
               help="Page of a multi-page TIFF (0-based). Default: every page in turn, "
                    "each to OUTPUT_p<N> (and QC_p<N>) when the file has several.")
-@click.option("--format", "fmt", type=click.Choice(["las", "csv"]), default="las",
-              show_default=True, help="Output format; CSV adds a confidence column per curve.")
+@click.option("--format", "fmt", type=click.Choice(["las", "csv"]), default=None,
+              help="Output format; CSV adds a confidence column per curve. Default: csv "
+                   "when OUTPUT ends in .csv, else las.")
 @click.option("--qc", "qc", type=click.Path(dir_okay=False), default=None,
               help="Write a QC overlay PNG: the curves read, drawn over the scan.")
 @click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -43,6 +44,8 @@ def convert(scan, output, calibration, model, page, fmt, qc, step, threads, devi
     from ..errors import LogdigitError
     from ..io import count_pages
 
+    if fmt is None:
+        fmt = "csv" if output.lower().endswith(".csv") else "las"
     pages = [page]
     if page is None:
         try:
