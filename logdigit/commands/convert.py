@@ -10,7 +10,7 @@ import click
 @click.command()
 @click.argument("scan", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="Output file (LAS 2.0, or CSV with --format csv).")
+              help="Output file: LAS 2.0, or CSV when it ends in .csv or with --format csv.")
 @click.option("--calibration", "calibration", type=click.Path(dir_okay=False), default=None,
               help="Calibration YAML (default: SCAN.yaml beside the scan if present, else an "
                    "uncalibrated read).")
