@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import yaml
 
-from .constants import CURVE_STYLES, DEPTH_UNITS, SCALES
+from .constants import CURVE_STYLES, DEPTH_MNEMONIC, DEPTH_UNITS, SCALES
 from .errors import CalibrationError
 from .fsutil import atomic_write_text
 
@@ -303,6 +304,17 @@ def calibration_from_dict(data: Any, path: str | None = None) -> Calibration:
         for j, cd in enumerate(td.get("curves") or []):
             curves.append(_curve(cd, f"{key}.curves[{j}]", err))
         tracks.append(TrackCalibration(x=x, curves=curves))
+    seen: dict[str, str] = {}    # LAS readers key curves by mnemonic, case-insensitively
+    for i, t in enumerate(tracks):
+        for j, c in enumerate(t.curves):
+            key, name = f"tracks[{i}].curves[{j}].mnemonic", c.mnemonic.upper()
+            if name == DEPTH_MNEMONIC:
+                raise err(f"{key} {c.mnemonic!r} is the depth index's name: call the curve "
+                          f"something else (e.g. {c.mnemonic}_1)")
+            if name in seen:
+                raise err(f"{key} {c.mnemonic!r} is already used by {seen[name]}: give each "
+                          "curve its own mnemonic (e.g. ILD and ILD_2)")
+            seen[name] = key
     return Calibration(depth=depth, tracks=tracks)
 
 
@@ -314,8 +326,14 @@ def _curve(cd: Any, key: str, err) -> CurveCalibration:
     if style not in CURVE_STYLES:
         raise err(f"{key}.style {cd.get('style')!r} is unknown: use one of {', '.join(CURVE_STYLES)}")
     mnemonic = cd.get("mnemonic")
-    if not mnemonic or not isinstance(mnemonic, str):
+    if mnemonic is not None and not isinstance(mnemonic, str):
+        raise err(f"{key}.mnemonic must be text, got {mnemonic!r}: quote it (e.g. '{mnemonic}')")
+    if not mnemonic or not mnemonic.strip():
         raise err(f"{key}.mnemonic is missing: name the curve (e.g. GR)")
+    if re.search(r"[\s.:]", mnemonic.strip()):
+        fix = re.sub(r"[\s.:]+", "_", mnemonic.strip())
+        raise err(f"{key}.mnemonic {mnemonic!r} holds a space, '.' or ':', which a LAS 2.0 "
+                  f"mnemonic cannot: use e.g. {fix}")
     for k in ("left", "right"):
         if k not in cd:
             raise err(f"{key}.{k} is missing: give the value at the track's {k} edge")

@@ -28,6 +28,8 @@ BACKGROUND: int = 0
 
 #: LAS NULL value written where a curve was not read.
 NULL_VALUE: float = -999.25
+#: Mnemonic of the LAS / CSV depth index column; no curve may take it.
+DEPTH_MNEMONIC: str = "DEPT"
 
 #: Depth units accepted in calibration files (LAS unit mnemonics).
 DEPTH_UNITS: tuple[str, ...] = ("FT", "M")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import NULL_VALUE
+from .constants import DEPTH_MNEMONIC, NULL_VALUE
 from .fsutil import atomic_path, atomic_write_text
 
 FORMATS = ("las", "csv")
@@ -80,7 +80,7 @@ def write_las(table: DepthTable, path: str | os.PathLike) -> Path:
     for mnem, (val, descr) in table.params.items():
         las.params.append(lasio.HeaderItem(mnem, value=str(val), descr=descr))
     las.other = "\n".join(table.notes)
-    las.append_curve("DEPT", d, unit=unit, descr="DEPTH" if unit != "PX" else "PIXEL ROW")
+    las.append_curve(DEPTH_MNEMONIC, d, unit=unit, descr="DEPTH" if unit != "PX" else "PIXEL ROW")
     for c in table.curves:
         v = np.where(np.isfinite(c.values), c.values, NULL_VALUE)
         las.append_curve(c.mnemonic, v, unit=c.unit, descr=c.descr)
@@ -101,7 +101,7 @@ def write_csv(table: DepthTable, path: str | os.PathLike) -> Path:
     for n in table.notes:
         buf.write(f"# {n}\n")
     w = csv.writer(buf, lineterminator="\n")
-    head = [f"DEPT[{table.depth_unit}]"]
+    head = [f"{DEPTH_MNEMONIC}[{table.depth_unit}]"]
     for c in table.curves:
         head += [f"{c.mnemonic}[{c.unit}]" if c.unit else c.mnemonic, f"{c.mnemonic}_CONF"]
     w.writerow(head)

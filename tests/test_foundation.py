@@ -73,6 +73,12 @@ def _bad(path, value):
     (("depth", "ties"), [{"row": 100, "depth": 5000}, {"row": 50, "depth": 5100}], "increase"),
     (("depth", "unit"), "yards", "depth.unit"),
     (("tracks", 0, "colour"), "red", "unknown key"),
+    (("tracks", 0, "curves", 0, "mnemonic"), "G R", "LAS 2.0 mnemonic cannot: use e.g. G_R"),
+    (("tracks", 0, "curves", 0, "mnemonic"), "RHOB.1", "use e.g. RHOB_1"),
+    (("tracks", 0, "curves", 0, "mnemonic"), "dept", "depth index"),
+    (("tracks", 0, "curves", 0, "mnemonic"), 123, "must be text"),
+    (("tracks", 0, "curves", 0, "mnemonic"), " ", "missing"),
+    (("tracks", 1, "curves", 0, "mnemonic"), "gr", "already used by tracks\\[0\\].curves\\[0\\]"),
 ])
 def test_calibration_refused(path, value, needle):
     with pytest.raises(CalibrationError, match=needle):
