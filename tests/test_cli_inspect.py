@@ -151,8 +151,8 @@ def test_calibrate_template(scan, tmp_path, log_page):
     # a person fills in the nulls: it loads and fits the image
     for k, t in enumerate(data["depth"]["ties"]):
         t["depth"] = 1000.0 + 100 * k
-    for td in data["tracks"]:
-        td["curves"][0].update(left=0, right=150, mnemonic="GR", unit="GAPI")
+    for k, td in enumerate(data["tracks"]):
+        td["curves"][0].update(left=0, right=150, mnemonic=f"GR{k + 1}", unit="GAPI")
     cal = calibration_from_dict(data)
     h, w = log_page.image.shape
     cal.validate_image(w, h)
