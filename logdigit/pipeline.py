@@ -1096,6 +1096,8 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     lap("read")
     layout = lay.analyse(grey)
     plan = plan_read(cal, layout, (H, W), None if cal_src in ("none", "given") else cal_src)
+    if step is not None:
+        plan.notes.extend(check_step(plan, float(step), str(scan_path)))
     lap("layout")
     if abs(layout.skew_deg) >= lay.MIN_SKEW_DEG:
         grey = lay.deskew(grey, layout.skew_deg)
@@ -1152,6 +1154,33 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
                            "track width indexed by pixel row")
     return ConvertResult(scan_path, outputs, [(c.mnemonic, c.coverage) for c in table.curves],
                          warnings, timings, dig.plan.calibrated, float(layout.skew_deg))
+
+
+#: a requested depth step finer than this share of one pixel row's depth gets a warning
+FINE_STEP_SHARE = 0.1
+
+
+def check_step(plan: ReadPlan, step: float, path: str) -> list[str]:
+    """Refuse a depth ``step`` (plan's unit; rows when uncalibrated) that does not fit
+    twice into the depth range read (the LAS would hold no sample, or one); a step finer
+    than :data:`FINE_STEP_SHARE` of a pixel row's depth gives a warning (returned), since
+    it only repeats interpolated values."""
+    from .errors import LogdigitError
+
+    top, bottom = plan.rows
+    d = plan.depth_of_rows(np.array([top, bottom - 1], np.float64))
+    span = float(d[1] - d[0])
+    unit = plan.unit
+    if step > span / 2:
+        raise LogdigitError(f"--step {step:g} {unit} leaves fewer than 3 samples in the "
+                            f"{span:.6g} {unit} read ({d[0]:.6g} - {d[1]:.6g}): use a step "
+                            f"under {span / 2:.3g}", path)
+    per_row = span / max(1, bottom - 1 - top)
+    if step < FINE_STEP_SHARE * per_row:
+        return [f"--step {step:g} {unit} is finer than a tenth of a pixel row "
+                f"({per_row:.3g} {unit} per row): the samples between rows are interpolated "
+                f"({(span / step):.0f} of them)"]
+    return []
 
 
 def _same_file(a: Path, b: Path) -> bool:

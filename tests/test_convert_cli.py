@@ -111,6 +111,26 @@ def test_output_format_follows_the_extension_unless_given(tmp_path, model, name,
     assert ("DEPT[FT],GR[GAPI]" in text) == (want == "csv")
 
 
+def test_depth_step_that_cannot_fit_is_refused_and_a_needless_fine_one_noted(tmp_path, model):
+    """The fixture reads 1,600 rows at 10 rows/ft (160 ft): --step 100 would leave one
+    sample, so it is refused before any work (one line, exit 1, no output); --step 0.005
+    is finer than a tenth of a row: written, with a note saying the samples between rows
+    are interpolated. Uncalibrated, the step is in rows."""
+    scan = _scan(tmp_path / "s.png")
+    cal = _cal(tmp_path / "c.yaml")
+    r = _run(scan, "-o", tmp_path / "big.las", "--calibration", cal, "--model", model,
+             "--step", 100)
+    assert r.exit_code == 1 and "fewer than 3 samples" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "big.las").exists()
+    r = _run(scan, "-o", tmp_path / "fine.las", "--calibration", cal, "--model", model,
+             "--step", 0.005)
+    assert r.exit_code == 0, r.output
+    assert "finer than a tenth of a pixel row" in r.output
+    assert lasio.read(tmp_path / "fine.las").well["STEP"].value == pytest.approx(0.005)
+    r = _run(scan, "-o", tmp_path / "u.las", "--model", model, "--step", 5000)
+    assert r.exit_code == 1 and "PX" in r.output, r.output
+
+
 def test_sidecar_and_uncalibrated(tmp_path, model):
     scan = _scan(tmp_path / "well.png")
     r = _run(scan, "-o", tmp_path / "u.las", "--model", model)
