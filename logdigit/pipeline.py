@@ -1096,8 +1096,7 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
     lap("read")
     layout = lay.analyse(grey)
     plan = plan_read(cal, layout, (H, W), None if cal_src in ("none", "given") else cal_src)
-    if step is not None:
-        plan.notes.extend(check_step(plan, float(step), str(scan_path)))
+    plan.notes.extend(check_step(plan, step, str(scan_path)))
     lap("layout")
     if abs(layout.skew_deg) >= lay.MIN_SKEW_DEG:
         grey = lay.deskew(grey, layout.skew_deg)
@@ -1160,21 +1159,28 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
 FINE_STEP_SHARE = 0.1
 
 
-def check_step(plan: ReadPlan, step: float, path: str) -> list[str]:
-    """Refuse a depth ``step`` (plan's unit; rows when uncalibrated) that does not fit
-    twice into the depth range read (the LAS would hold no sample, or one); a step finer
-    than :data:`FINE_STEP_SHARE` of a pixel row's depth gives a warning (returned), since
-    it only repeats interpolated values."""
+def check_step(plan: ReadPlan, step: float | None, path: str) -> list[str]:
+    """Refuse a depth ``step`` (plan's unit; rows when uncalibrated; None: the default,
+    DEFAULT_STEP by unit or 1 row) that does not fit twice into the depth range read (the
+    LAS would hold no sample, or one); a step finer than :data:`FINE_STEP_SHARE` of a
+    pixel row's depth gives a warning (returned), since it only repeats interpolated
+    values."""
     from .errors import LogdigitError
 
     top, bottom = plan.rows
     d = plan.depth_of_rows(np.array([top, bottom - 1], np.float64))
     span = float(d[1] - d[0])
     unit = plan.unit
+    given = step is not None
+    step = float(step) if given else (DEFAULT_STEP[unit] if plan.calibrated else 1.0)
     if step > span / 2:
-        raise LogdigitError(f"--step {step:g} {unit} leaves fewer than 3 samples in the "
-                            f"{span:.6g} {unit} read ({d[0]:.6g} - {d[1]:.6g}): use a step "
-                            f"under {span / 2:.3g}", path)
+        if given:
+            raise LogdigitError(f"--step {step:g} {unit} leaves fewer than 3 samples in the "
+                                f"{span:.6g} {unit} read ({d[0]:.6g} - {d[1]:.6g}): use a "
+                                f"step under {span / 2:.3g}", path)
+        raise LogdigitError(f"the depth read, rows {top}-{bottom} ({span:.6g} {unit}), holds "
+                            f"fewer than 3 samples at the default step {step:g} {unit}: "
+                            "widen depth.rows or pass a smaller --step", path)
     per_row = span / max(1, bottom - 1 - top)
     if step < FINE_STEP_SHARE * per_row:
         return [f"--step {step:g} {unit} is finer than a tenth of a pixel row "

@@ -129,6 +129,9 @@ def test_depth_step_that_cannot_fit_is_refused_and_a_needless_fine_one_noted(tmp
     assert lasio.read(tmp_path / "fine.las").well["STEP"].value == pytest.approx(0.005)
     r = _run(scan, "-o", tmp_path / "u.las", "--model", model, "--step", 5000)
     assert r.exit_code == 1 and "PX" in r.output, r.output
+    short = _cal(tmp_path / "short.yaml", rows=[500, 504])       # 0.4 ft at the default 0.5
+    r = _run(scan, "-o", tmp_path / "s.las", "--calibration", short, "--model", model)
+    assert r.exit_code == 1 and "widen depth.rows" in r.output, r.output
 
 
 def test_sidecar_and_uncalibrated(tmp_path, model):
