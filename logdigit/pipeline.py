@@ -69,6 +69,12 @@ MAX_EXTRA_JUMP_SHARE = 0.03
 #: (273101, a backup trace wrapping into the next track) up, and Aldwell's T2 dashed,
 #: partly on a real curve of a dense log grid, 0.121.
 MIN_GRID_FREE_SHARE = 0.11
+#: uncalibrated: a read whose position and a fuller read's are joined by one run of ink on
+#: this share of the rows both are observed off the grid lines is pieces of that curve
+#: (:func:`same_ink_share`). Session-13 study, shipped model, real scans: such pieces
+#: score 0.25-0.66 (30-025-12481, ALS471 and RCB_2-3 T2 dash-dot against a solid); real
+#: pairs of curves 0.001-0.099 (35100081's dash-dot 6 % of the track from its solid: 0.034)
+SAME_INK_SHARE = 0.2
 #: a wrapped curve read on a backup trace on more of its rows than this is flagged
 AMBIGUOUS_BACKUP_SHARE = 0.35
 #: a read whose steps between observed rows jump over a tenth of the track on more than
@@ -630,6 +636,8 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
             read = _uncalibrated_traces(classes, code, tp, plan.rows, binary, cfg, confidence,
                                         shift, line_rows, ink_rows)
             read = _drop_grid_reads(read, tp, plan.rows, vlines, ink_rows, binary, warnings)
+            read = _drop_same_ink_reads(read, grey, threshold, tp, shift, plan.rows, ink_rows,
+                                        binary, warnings)
             filled = _follow_ink([tr for _, tr in read], grey, threshold, tp, shift, layout, cfg)
             for (cid, _), tr in zip(read, filled):
                 name = f"T{tp.index + 1}_{'CURVE' if binary else CLASS_TO_STYLE[cid].upper()}"
@@ -913,6 +921,66 @@ def _drop_grid_reads(read: list, tp: TrackPlan, rows: tuple[int, int],
                         "(the network took grid for curve); a calibration naming the curve "
                         "reads it anyway")
     return keep
+
+
+def same_ink_share(a, b, grey: np.ndarray, threshold: int, tp: TrackPlan,
+                   shift: np.ndarray | None, rows: tuple[int, int],
+                   line_rows: np.ndarray | None) -> float | None:
+    """Share of the rows where traces ``a`` and ``b`` (CurveTrace) are both observed, off
+    ``line_rows`` (bool [H]), on which the scan ``grey`` (uint8 [H, W], deskewed) is ink
+    all the way from one's position to the other's (in the row or the rows beside it):
+    one pen stroke, so one curve read twice. None below :data:`MIN_SHARED_ROWS` rows."""
+    top, bottom = rows
+    both = a.observed[top:bottom] & b.observed[top:bottom]
+    if line_rows is not None:
+        both &= ~line_rows[top:bottom]
+    r = np.flatnonzero(both) + top
+    if len(r) < MIN_SHARED_ROWS:
+        return None
+    H, W = grey.shape
+    w = tp.xr - tp.xl
+    off = 0.0 if shift is None else shift[r]
+    xa = tp.xl + a.frac[r] * w + off
+    xb = tp.xl + b.frac[r] * w + off
+    lo = np.clip(np.rint(np.minimum(xa, xb)).astype(np.int64), 0, W - 1)
+    hi = np.clip(np.rint(np.maximum(xa, xb)).astype(np.int64), 0, W - 1) + 1
+    joined = 0
+    for y, c0, c1 in zip(r.tolist(), lo.tolist(), hi.tolist()):
+        ink = grey[max(0, y - 1):min(H, y + 2), c0:c1] < threshold
+        joined += bool(ink.any(0).all())
+    return joined / len(r)
+
+
+def _drop_same_ink_reads(read: list, grey: np.ndarray | None, threshold: int, tp: TrackPlan,
+                         shift: np.ndarray | None, rows: tuple[int, int],
+                         line_rows: np.ndarray | None, binary: bool,
+                         warnings: list[str]) -> list:
+    """``read`` ((class id, CurveTrace) of an uncalibrated track) without the reads that
+    are pieces of a fuller one: joined to it by one run of ink on
+    :data:`SAME_INK_SHARE` of their shared rows (:func:`same_ink_share`; the network
+    labelled part of a wide or fast stroke with another style). Each dropped read is
+    named in ``warnings``; as it is without the scan."""
+    if grey is None or len(read) < 2:
+        return read
+    order = sorted(range(len(read)), key=lambda k: -int(read[k][1].observed.sum()))
+    kept: list[int] = []
+    for k in order:
+        cid, tr = read[k]
+        host = None
+        for m in kept:
+            share = same_ink_share(read[m][1], tr, grey, threshold, tp, shift, rows, line_rows)
+            if share is not None and share >= SAME_INK_SHARE:
+                host = (m, share)
+                break
+        if host is None:
+            kept.append(k)
+            continue
+        style = "curve" if binary else CLASS_TO_STYLE[cid]
+        other = "curve" if binary else CLASS_TO_STYLE[read[host[0]][0]]
+        warnings.append(f"track {tp.index + 1}: a {style} read left out: on {100 * host[1]:.0f}% "
+                        f"of the rows it shares one line of ink with the {other} curve, "
+                        f"of which it is pieces the network labelled {style}")
+    return [read[k] for k in sorted(kept)]
 
 
 def same_curve_groups(traces: list, tol: float, styles: list[int] | None = None

@@ -1262,3 +1262,45 @@ def test_grid_free_share():
     assert 0.7 < grid_free_share(across, tp, (0, h), dense, None) < 1.3
     on_dense = CurveTrace(np.full(h, 0.25), obs, np.ones(h))     # at 150 - 5 = 145
     assert grid_free_share(on_dense, tp, (0, h), dense, None) == 0.0
+
+
+def test_uncalibrated_pieces_of_a_wide_stroke_labelled_another_style_are_one_curve():
+    """A fast solid curve whose strokes run 30 px sideways, the far end of each labelled
+    dash-dot on 40 % of the rows (how the network labels fast spikes on real paper): the
+    dash-dot read lies on the same run of ink as the solid one and is left out, with a
+    warning; a dashed curve 40 px beside the solid, paper between them, is kept."""
+    from logdigit.constants import STYLE_TO_CLASS
+    from logdigit.layout import Layout
+    from logdigit.pipeline import digitise, same_ink_share
+
+    h, w = 1500, 300
+    r = np.arange(h)
+    xa = 100 + 30 * np.sin(r / 150.0)
+    grey = np.full((h, w), 255, np.uint8)
+    classes = _draw(h, w, xa, cls=STYLE_TO_CLASS["solid"])
+    piece = (r % 100) < 40
+    for y in np.flatnonzero(piece):
+        x = int(round(xa[y]))
+        classes[y, x:x + 30] = STYLE_TO_CLASS["solid"]
+        classes[y, x + 25:x + 31] = STYLE_TO_CLASS["dashdot"]
+    _draw(h, w, xa + 40, cls=STYLE_TO_CLASS["dashed"], out=classes)
+    grey[classes > 0] = 0
+    L = Layout(shape=(h, w), tracks=[(0, w)], log_bottom=h, threshold=128)
+    dig = digitise(classes, None, L, grey=grey)
+    names = [c.mnemonic for c in dig.table.curves]
+    assert names == ["T1_SOLID", "T1_DASHED"], names
+    assert any("a dashdot read left out" in w_ and "solid curve" in w_ for w_ in dig.warnings)
+    # without the scan nothing tells the pieces from a curve: all three are written
+    assert len(digitise(classes, None, L).table.curves) == 3
+    # the share itself: pieces joined on their rows, the dashed curve never
+    from logdigit.pipeline import TrackPlan
+    from logdigit.vectorise import CurveTrace
+    tp = TrackPlan(0, 0.0, float(w), None)
+    obs = np.ones(h, bool)
+    a = CurveTrace(xa / w, obs, np.ones(h))
+    pieces = CurveTrace(np.where(piece, (xa + 28) / w, np.nan), piece, piece * 1.0)
+    b = CurveTrace((xa + 40) / w, obs, np.ones(h))
+    assert same_ink_share(a, pieces, grey, 128, tp, None, (0, h), None) > 0.9
+    assert same_ink_share(a, b, grey, 128, tp, None, (0, h), None) < 0.05
+    assert same_ink_share(a, CurveTrace(a.frac, np.zeros(h, bool), a.confidence), grey, 128,
+                          tp, None, (0, h), None) is None
