@@ -69,12 +69,24 @@ MAX_EXTRA_JUMP_SHARE = 0.03
 #: (273101, a backup trace wrapping into the next track) up, and Aldwell's T2 dashed,
 #: partly on a real curve of a dense log grid, 0.121.
 MIN_GRID_FREE_SHARE = 0.11
-#: uncalibrated: a read whose position and a fuller read's are joined by one run of ink on
-#: this share of the rows both are observed off the grid lines is pieces of that curve
-#: (:func:`same_ink_share`). Session-13 study, shipped model, real scans: such pieces
-#: score 0.25-0.66 (30-025-12481, ALS471 and RCB_2-3 T2 dash-dot against a solid); real
-#: pairs of curves 0.001-0.099 (35100081's dash-dot 6 % of the track from its solid: 0.034)
-SAME_INK_SHARE = 0.2
+#: uncalibrated: a read whose position and a fuller read's are joined by one pen stroke of
+#: ink on this share of the rows both are observed off the grid lines is pieces of that
+#: curve (:func:`same_ink_share`). Session-13 study, shipped model, real scans: such
+#: pieces score 0.17 (RCB_2-3 T2 dash-dot against its second solid; 0.11 against the
+#: first) and 0.53 (30-025-12481 T2 dash-dot against its solid); real pairs of curves
+#: 0.000-0.062 (RCB_2-3 T1, 35100081 T2's dash-dot 6 % of the track from its solid: 0.021)
+SAME_INK_SHARE = 0.15
+#: ... counted only on rows where the two reads lie at least this far apart (px): closer,
+#: two curves' pens touch as often as one stroke's ends do (a dotted and a dash-dot curve
+#: of bench/uncalibrated_accuracy.py seed 931000 page 6, run a few px apart: 0.34)
+SAME_INK_MIN_PX = 10.0
+#: ... and only where the joining ink is a stroke: paper within this many rows above and
+#: below it half-way between the reads (a shaded fill between curves is ink there too:
+#: the same page 6, its dotted and dash-dot curves inside a fill, 0.29 without the test)
+SAME_INK_STROKE_PX = 8
+#: ... and the joining row ink on at least this share of its columns: a pen stroke, with
+#: the odd speckle hole of a 1-bit scan; a dot screen (about half) is not
+SAME_INK_FILL = 0.9
 #: a wrapped curve read on a backup trace on more of its rows than this is flagged
 AMBIGUOUS_BACKUP_SHARE = 0.35
 #: a read whose steps between observed rows jump over a tenth of the track on more than
@@ -927,9 +939,12 @@ def same_ink_share(a, b, grey: np.ndarray, threshold: int, tp: TrackPlan,
                    shift: np.ndarray | None, rows: tuple[int, int],
                    line_rows: np.ndarray | None) -> float | None:
     """Share of the rows where traces ``a`` and ``b`` (CurveTrace) are both observed, off
-    ``line_rows`` (bool [H]), on which the scan ``grey`` (uint8 [H, W], deskewed) is ink
-    all the way from one's position to the other's (in the row or the rows beside it):
-    one pen stroke, so one curve read twice. None below :data:`MIN_SHARED_ROWS` rows."""
+    ``line_rows`` (bool [H]) and at least :data:`SAME_INK_MIN_PX` apart, on which the scan
+    ``grey`` (uint8 [H, W], deskewed) is ink all the way from one's position to the
+    other's (in the row or a row beside it, on :data:`SAME_INK_FILL` of the columns), and
+    that ink is a stroke, with paper within
+    :data:`SAME_INK_STROKE_PX` rows above and below it half-way: one pen stroke, so one
+    curve read twice. None below :data:`MIN_SHARED_ROWS` such rows."""
     top, bottom = rows
     both = a.observed[top:bottom] & b.observed[top:bottom]
     if line_rows is not None:
@@ -939,15 +954,25 @@ def same_ink_share(a, b, grey: np.ndarray, threshold: int, tp: TrackPlan,
         return None
     H, W = grey.shape
     w = tp.xr - tp.xl
+    apart = np.abs(a.frac[r] - b.frac[r]) * w >= SAME_INK_MIN_PX
+    r = r[apart]
+    if len(r) < MIN_SHARED_ROWS:
+        return None
     off = 0.0 if shift is None else shift[r]
     xa = tp.xl + a.frac[r] * w + off
     xb = tp.xl + b.frac[r] * w + off
     lo = np.clip(np.rint(np.minimum(xa, xb)).astype(np.int64), 0, W - 1)
     hi = np.clip(np.rint(np.maximum(xa, xb)).astype(np.int64), 0, W - 1) + 1
     joined = 0
+    k = SAME_INK_STROKE_PX
     for y, c0, c1 in zip(r.tolist(), lo.tolist(), hi.tolist()):
         ink = grey[max(0, y - 1):min(H, y + 2), c0:c1] < threshold
-        joined += bool(ink.any(0).all())
+        if ink.mean(1).max() < SAME_INK_FILL:   # one row inked (nearly) right across
+            continue
+        col = grey[max(0, y - k):min(H, y + k + 1), (c0 + c1) // 2] < threshold
+        mid = y - max(0, y - k)
+        if not (col[:mid].all() or col[mid + 1:].all()):   # paper above and below: a stroke
+            joined += 1
     return joined / len(r)
 
 

@@ -1278,7 +1278,7 @@ def test_uncalibrated_pieces_of_a_wide_stroke_labelled_another_style_are_one_cur
     xa = 100 + 30 * np.sin(r / 150.0)
     grey = np.full((h, w), 255, np.uint8)
     classes = _draw(h, w, xa, cls=STYLE_TO_CLASS["solid"])
-    piece = (r % 100) < 40
+    piece = ((r % 100) < 40) & ((r % 6) < 2)     # 2-row strokes, 4 rows of paper between
     for y in np.flatnonzero(piece):
         x = int(round(xa[y]))
         classes[y, x:x + 30] = STYLE_TO_CLASS["solid"]
