@@ -451,10 +451,14 @@ def output_paths(out_dir: str | os.PathLike, out_stem: str, page: int | None, n_
     return curves, qc
 
 
-def describe_error(e: BaseException) -> tuple[str, str]:
+def describe_error(e: BaseException, scan: str | os.PathLike | None = None) -> tuple[str, str]:
     """``(message, error type)`` recorded for a failure: a LogdigitError's own
-    message; common OS errors in words; anything else as ``Type: message``."""
+    message, after the name of the file it is in when that is not ``scan`` (a sidecar
+    calibration, the model); common OS errors in words; anything else as
+    ``Type: message``."""
     if isinstance(e, LogdigitError):
+        if e.path and (scan is None or os.path.abspath(e.path) != os.path.abspath(scan)):
+            return f"{os.path.basename(e.path)}: {e.message}", type(e).__name__
         return e.message, type(e).__name__
     if isinstance(e, ScanTimeout):
         return str(e), "ScanTimeout"
@@ -554,7 +558,7 @@ def run_task(task: dict, runner: Runner) -> dict:
         with _time_limit(runner.settings.timeout):
             _run_pages(task, runner, result, timings, errors)
     except (Exception, ScanTimeout) as e:  # noqa: BLE001 - outside the pages, or time out
-        errors.append((None, *describe_error(e)))
+        errors.append((None, *describe_error(e, task["key"])))
     if errors:
         result["error"] = "; ".join(msg if page is None else f"page {page}: {msg}"
                                     for page, msg, _ in errors)
@@ -585,7 +589,7 @@ def _run_pages(task: dict, runner: Runner, result: dict, timings: dict[str, floa
         try:
             part, tm = _convert_page(task, runner, settings, segmenter, page, n_pages)
         except Exception as e:  # noqa: BLE001 - an archive may hold anything
-            errors.append((page, *describe_error(e)))
+            errors.append((page, *describe_error(e, scan)))
             continue
         for k in ("outputs", "page_outputs", "curves", "warnings"):
             result[k] += part[k]

@@ -195,6 +195,20 @@ def test_bad_files_fail_with_messages_and_the_rest_is_done(tmp_path):
     assert not bad["empty"].with_suffix(".las").exists()
 
 
+def test_failure_message_names_the_file_when_it_is_not_the_scan(tmp_path):
+    """A scan that fails on its sidecar calibration (or the model) says which file is at
+    fault; a scan's own read error stays as it was (the scan is the row's name)."""
+    from logdigit.errors import CalibrationError, ImageReadError
+
+    scan, cal = tmp_path / "w" / "a.tif", tmp_path / "w" / "a.yaml"
+    msg, kind = B.describe_error(CalibrationError("tracks[0].x must be ...", cal), scan)
+    assert (msg, kind) == ("a.yaml: tracks[0].x must be ...", "CalibrationError")
+    msg, _ = B.describe_error(ImageReadError("empty file (0 bytes): not an image", scan),
+                              tmp_path / "w" / ".." / "w" / "a.tif")
+    assert msg == "empty file (0 bytes): not an image"
+    assert B.describe_error(ImageReadError("x", scan))[0] == "a.tif: x"   # scan unknown
+
+
 def test_rerun_skips_redoes_changed_and_retries_only_on_request(tmp_path):
     scans = _archive(tmp_path / "in", 3)
     bad = _bad_files(tmp_path / "bad_in")["text"]
