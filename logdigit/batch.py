@@ -439,12 +439,17 @@ def _attr(res: Any, name: str, default):
     return getattr(res, name, default)
 
 
+def page_stem(stem: str, page) -> str:
+    """``stem`` of the output of page ``page`` of a multi-page file: ``stem_p<page>``."""
+    return f"{stem}_p{page}"
+
+
 def output_paths(out_dir: str | os.PathLike, out_stem: str, page: int | None, n_pages: int,
                  settings: ConvertSettings) -> tuple[Path, Path | None]:
     """``(curves_path, qc_path_or_None)`` of one page: ``stem[_pN].las`` and
     ``stem[_pN].qc.png``; the ``_pN`` suffix (N as ``--page`` counts) only for
     multi-page files."""
-    stem = out_stem if n_pages <= 1 or page is None else f"{out_stem}_p{page}"
+    stem = out_stem if n_pages <= 1 or page is None else page_stem(out_stem, page)
     base = Path(out_dir) / stem
     curves = base.with_name(base.name + FORMAT_EXTENSIONS[settings.fmt])
     qc = base.with_name(base.name + ".qc.png") if settings.qc else None

@@ -1094,13 +1094,23 @@ def _refine_sections(grey, skew, thr, lines, sections, shifts=None):
 
 # -- tracks ------------------------------------------------------------------------
 
+def _gap_bins(x0: float, x1: float, bin_w: int) -> tuple[int, int]:
+    """Column bins ``[b0, b1)`` lying fully inside columns ``[x0, x1)``."""
+    return int(math.ceil(x0 / bin_w)), int(math.floor(x1 / bin_w))
+
+
+def _gap_measurable(x0: float, x1: float, bin_w: int) -> bool:
+    """Whether a whole column bin fits inside columns ``[x0, x1)``."""
+    b0, b1 = _gap_bins(x0, x1, bin_w)
+    return b1 - b0 >= 1
+
+
 def _gap_stats(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray):
     """(grid share, ink share) of columns [x0, x1) over body rows: the share of rows
     inked across >= 80 % of the bins fully inside the gap (thin horizontal lines; text
     rarely fills a row that densely), and the mean ink fraction."""
     bw = prof.bin_w
-    b0 = int(math.ceil(x0 / bw))
-    b1 = int(math.floor(x1 / bw))
+    b0, b1 = _gap_bins(x0, x1, bw)
     if b1 - b0 < 1:
         return 0.0, 0.0
     rowfrac = _bin_rows_mean(prof.rowbins, b0, b1)[rows_mask] / bw
@@ -1127,7 +1137,7 @@ def _grid_contrast(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray) -> 
     mid = np.clip(np.round(rows + p / 2).astype(int), 0, h - 1)
     bw = prof.bin_w
     for g in gaps:
-        b0, b1 = int(math.ceil(g["x0"] / bw)), int(math.floor(g["x1"] / bw))
+        b0, b1 = _gap_bins(g["x0"], g["x1"], bw)
         if b1 - b0 < 1:
             g["grid"] = 0.0
             continue
@@ -1217,7 +1227,7 @@ def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
         grid_sides = [g for g in sides if g["is_grid"]]
         if not any(g["is_grid"] for g in run) and len(grid_sides) == 1:
             ref = grid_sides[0]["grid"]
-            meas = [g for g in run if math.floor(g["x1"] / bin_w) - math.ceil(g["x0"] / bin_w) >= 1]
+            meas = [g for g in run if _gap_measurable(g["x0"], g["x1"], bin_w)]
             if meas and all(g["grid"] >= NARROW_END_SHARE * ref for g in meas):
                 for g in run:
                     g["is_grid"] = True

@@ -733,14 +733,11 @@ def digitise(classes: np.ndarray, calibration: Calibration | None, layout, *,
 
     # resample to the regular depth step
     rows_idx = np.arange(H, dtype=np.float64)
+    unit, step = plan.unit, output_step(plan, step)
     if plan.calibrated:
-        unit = plan.unit
-        step = float(step or DEFAULT_STEP[unit])
         d_all = plan.depth_of_rows(rows_idx)
         grid = depth_grid(float(d_all[top]), float(d_all[bottom - 1]), step)
     else:
-        unit = "PX"
-        step = float(step or 1.0)
         d_all = rows_idx
         grid = depth_grid(float(top), float(bottom - 1), step)
     columns = []
@@ -915,6 +912,11 @@ def grid_free_share(tr, tp: TrackPlan, rows: tuple[int, int],
     return float(obs.sum() / (bottom - top)) / max(chance, 1e-3)
 
 
+def _style_name(cid: int, binary: bool) -> str:
+    """The style of class ``cid`` in words ("curve" for a model without styles)."""
+    return "curve" if binary else CLASS_TO_STYLE[cid]
+
+
 def _drop_grid_reads(read: list, tp: TrackPlan, rows: tuple[int, int],
                      vlines: list[tuple[float, float]], line_rows: np.ndarray | None,
                      binary: bool, warnings: list[str]) -> list:
@@ -927,7 +929,7 @@ def _drop_grid_reads(read: list, tp: TrackPlan, rows: tuple[int, int],
         if share >= MIN_GRID_FREE_SHARE:
             keep.append((cid, tr))
             continue
-        style = "curve" if binary else CLASS_TO_STYLE[cid]
+        style = _style_name(cid, binary)
         warnings.append(f"track {tp.index + 1}: a {style} read left out: seen off the grid "
                         f"lines {share:.3f}x as often as a curve crossing the grid by chance "
                         "(the network took grid for curve); a calibration naming the curve "
@@ -981,7 +983,7 @@ def _drop_same_ink_reads(read: list, grey: np.ndarray | None, threshold: int, tp
                          line_rows: np.ndarray | None, binary: bool,
                          warnings: list[str]) -> list:
     """``read`` ((class id, CurveTrace) of an uncalibrated track) without the reads that
-    are pieces of a fuller one: joined to it by one run of ink on
+    are pieces of a fuller one: joined to it by one pen stroke on
     :data:`SAME_INK_SHARE` of their shared rows (:func:`same_ink_share`; the network
     labelled part of a wide or fast stroke with another style). Each dropped read is
     named in ``warnings``; as it is without the scan."""
@@ -1000,10 +1002,9 @@ def _drop_same_ink_reads(read: list, grey: np.ndarray | None, threshold: int, tp
         if host is None:
             kept.append(k)
             continue
-        style = "curve" if binary else CLASS_TO_STYLE[cid]
-        other = "curve" if binary else CLASS_TO_STYLE[read[host[0]][0]]
+        style, other = _style_name(cid, binary), _style_name(read[host[0]][0], binary)
         warnings.append(f"track {tp.index + 1}: a {style} read left out: on {100 * host[1]:.0f}% "
-                        f"of the rows it shares one line of ink with the {other} curve, "
+                        f"of the rows one pen stroke joins it to the {other} curve, "
                         f"of which it is pieces the network labelled {style}")
     return [read[k] for k in sorted(kept)]
 
@@ -1252,6 +1253,14 @@ def convert_file(scan_path, out_path, *, calibration=None, model=None, segmenter
 FINE_STEP_SHARE = 0.1
 
 
+def output_step(plan: ReadPlan, step: float | None) -> float:
+    """The depth step written: ``step``, else DEFAULT_STEP by the plan's unit (1 row
+    uncalibrated)."""
+    if step:
+        return float(step)
+    return DEFAULT_STEP[plan.unit] if plan.calibrated else 1.0
+
+
 def check_step(plan: ReadPlan, step: float | None, path: str) -> list[str]:
     """Refuse a depth ``step`` (plan's unit; rows when uncalibrated; None: the default,
     DEFAULT_STEP by unit or 1 row) that does not fit twice into the depth range read (the
@@ -1264,8 +1273,8 @@ def check_step(plan: ReadPlan, step: float | None, path: str) -> list[str]:
     d = plan.depth_of_rows(np.array([top, bottom - 1], np.float64))
     span = float(d[1] - d[0])
     unit = plan.unit
-    given = step is not None
-    step = float(step) if given else (DEFAULT_STEP[unit] if plan.calibrated else 1.0)
+    given = bool(step)
+    step = output_step(plan, step)
     if step > span / 2:
         if given:
             raise LogdigitError(f"--step {step:g} {unit} leaves fewer than 3 samples in the "

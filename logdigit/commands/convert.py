@@ -80,11 +80,14 @@ def convert(scan, output, calibration, model, page, fmt, qc, step, threads, devi
 
 
 def _page_path(path: str, page) -> str:
-    """``path`` with ``_p<page>`` before its extension (``curves.las`` -> ``curves_p1.las``)."""
+    """``path`` with ``_p<page>`` before its extension (``curves.las`` -> ``curves_p1.las``),
+    as ``logdigit batch`` names pages."""
     from pathlib import Path
 
+    from ..batch import page_stem
+
     q = Path(path)
-    return str(q.with_name(f"{q.stem}_p{page}{q.suffix}"))
+    return str(q.with_name(page_stem(q.stem, page) + q.suffix))
 
 
 def _convert_one(scan, output, calibration, model, page, fmt, qc, step, threads, device, quiet,
