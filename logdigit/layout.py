@@ -1203,15 +1203,9 @@ def _drop_crossed_gaps(gaps: list[dict]) -> None:
         gaps[i]["is_grid"] = False
 
 
-def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
-    """Mark as grid the runs of narrow gaps between a grid gap on one side and a gap
-    without grid (or the page edge) on the other, when the horizontal grid runs through
-    them: every one of them wide enough to measure (a column bin) carries at least
-    :data:`NARROW_END_SHARE` of the grid gap's contrast, and one is. The last division of
-    a finely subdivided track, or one a faint extra line cuts, is narrower than a
-    measurable gap; without this the track ends one line short of its border (10-12 px
-    on the rendered pages 2 and 7 of bench/layout_accuracy.py). A doubled border (two
-    lines a few px apart) has no grid between them and stays out."""
+def _narrow_runs(gaps: list[dict]):
+    """Each maximal run of consecutive narrow gaps, with the gaps on either side of it
+    (none at a page edge): yields (run, sides), lists of the gap dicts."""
     n = len(gaps)
     k = 0
     while k < n:
@@ -1221,9 +1215,21 @@ def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
         e = k
         while e < n and gaps[e]["narrow"]:
             e += 1
-        run = gaps[k:e]
-        sides = [g for g in (gaps[k - 1] if k > 0 else None, gaps[e] if e < n else None)
-                 if g is not None]
+        yield gaps[k:e], [g for g in (gaps[k - 1] if k > 0 else None, gaps[e] if e < n else None)
+                          if g is not None]
+        k = e
+
+
+def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
+    """Mark as grid the runs of narrow gaps between a grid gap on one side and a gap
+    without grid (or the page edge) on the other, when the horizontal grid runs through
+    them: every one of them wide enough to measure (a column bin) carries at least
+    :data:`NARROW_END_SHARE` of the grid gap's contrast, and one is. The last division of
+    a finely subdivided track, or one a faint extra line cuts, is narrower than a
+    measurable gap; without this the track ends one line short of its border (10-12 px
+    on the rendered pages 2 and 7 of bench/layout_accuracy.py). A doubled border (two
+    lines a few px apart) has no grid between them and stays out."""
+    for run, sides in _narrow_runs(gaps):
         grid_sides = [g for g in sides if g["is_grid"]]
         if not any(g["is_grid"] for g in run) and len(grid_sides) == 1:
             ref = grid_sides[0]["grid"]
@@ -1231,7 +1237,62 @@ def _join_narrow_ends(gaps: list[dict], bin_w: int) -> None:
             if meas and all(g["grid"] >= NARROW_END_SHARE * ref for g in meas):
                 for g in run:
                     g["is_grid"] = True
-        k = e
+
+
+def _join_fine_runs(gaps: list[dict], bin_w: int, min_grid: float, min_span: float) -> None:
+    """Mark as grid the runs of narrow gaps between gaps without grid (or the page
+    edges) that span at least ``min_span`` px, when at least :data:`FINE_RUN_MEASURED`
+    of them are wide enough to measure and every one of those carries a grid gap's
+    contrast (``min_grid``): a whole track divided finer than a measurable gap (50
+    divisions of 12 px: rendered page 2 of ``bench/layout_accuracy.py --seed 2``), which
+    had no grid gap to join and was lost. A doubled line or a scanner streak spans a
+    few px; a log grid's crowded marks sit between wide grid gaps."""
+    for run, sides in _narrow_runs(gaps):
+        if not any(g["is_grid"] for g in run + sides) \
+                and run[-1]["x1"] - run[0]["x0"] >= min_span:
+            meas = [g for g in run if _gap_measurable(g["x0"], g["x1"], bin_w)]
+            if len(meas) >= FINE_RUN_MEASURED and all(g["grid"] >= min_grid for g in meas):
+                for g in run:
+                    g["is_grid"] = True
+
+
+#: a run of narrow gaps is a finely divided track only with this many measurable gaps
+FINE_RUN_MEASURED = 3
+
+
+def _grid_depth_gap(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int) -> bool:
+    """When no depth track was found (between the tracks or in a margin), unmark the grid
+    gap that is one (and say whether there was one):
+    no curve runs down it (:func:`_curve_row_share` under :data:`DEPTH_CURVE_MAX`), it is
+    as wide as a depth track (2-30 % of the scan) and its width differs by over 25 % from
+    the measurable gaps beside it (or none is measurable): a depth track the whole
+    horizontal grid crosses, which otherwise joins a track or becomes one (rendered
+    pages 6, 10, 12 of ``bench/layout_accuracy.py --seed 1``). A division of a track
+    is as wide as its neighbours; a track is (nearly) always crossed by a curve."""
+    idx = [i for i, g in enumerate(gaps) if not g["narrow"]]
+    pick = None
+    for k, i in enumerate(idx):
+        g = gaps[i]
+        wg = g["x1"] - g["x0"]
+        if not g["is_grid"] or not 0.02 * w <= wg <= 0.3 * w:
+            continue
+        beside = [gaps[idx[kk]] for kk in (k - 1, k + 1) if 0 <= kk < len(idx)
+                  and abs(idx[kk] - i) == 1]   # a measurable gap right next to it
+        if any(abs(wg - (h["x1"] - h["x0"])) <= 0.25 * max(wg, h["x1"] - h["x0"]) for h in beside):
+            continue
+        share = _curve_row_share(g["x0"], g["x1"], prof, rows_mask)
+        # of several, the one between the heaviest lines: a depth track's are track borders
+        heft = min(g["left"].get("weight", 0.0), g["right"].get("weight", 0.0))
+        if share < DEPTH_CURVE_MAX and (pick is None or heft > pick[0]):
+            pick = (heft, g)
+    if pick is not None:
+        pick[1]["is_grid"] = False
+    return pick is not None
+
+
+#: a grid gap is a depth track only if fewer of its body rows than this share lie in
+#: long inked runs (a curve)
+DEPTH_CURVE_MAX = 0.1
 
 
 #: a gap between border lines without a grid is a (bare) track when it is this share of
@@ -1285,6 +1346,18 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
             sides = [v for v in (left, right) if v is not None]
             g["is_grid"] = bool(sides) and all(sides)
     _join_narrow_ends(gaps, prof.bin_w)
+    _join_fine_runs(gaps, prof.bin_w, max(0.002, 0.25 * best), max(40.0, 0.06 * w))
+    tracks, depth = _tracks_from_gaps(gaps, prof, rows_mask, w)
+    if tracks and depth is None and _grid_depth_gap(gaps, prof, rows_mask, w):
+        for g in gaps:
+            g.pop("bare_track", None)
+        tracks, depth = _tracks_from_gaps(gaps, prof, rows_mask, w)
+    return tracks, depth
+
+
+def _tracks_from_gaps(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: int):
+    """Tracks (groups of grid gaps split by :func:`_partition`, and bare tracks) and
+    the depth track from the classified gaps of :func:`_find_tracks`."""
     groups: list[list[dict]] = []
     cur: list[dict] = []
     for g in gaps:
@@ -1424,8 +1497,10 @@ def _segment_fit(xs: np.ndarray, wts: np.ndarray, a: float, b: float) -> float:
                 break  # subdivisions too fine to tell from any position in the tolerance
             fine = np.abs(f * n_div * md - np.round(f * n_div * md)) <= tf * n_div * md
             sub = fine & ~near
+            # a subdivision line heavier than the divisions, and standing out from the
+            # other subdivisions (not weight noise among equally faint lines): a border
             if md > 1 and sub.any() and near.any() and \
-                    wts[sub].max() > 1.25 * np.median(wts[near]):
+                    wts[sub].max() > max(1.25 * np.median(wts[near]), 1.5 * np.median(wts[sub])):
                 continue  # subdivision lines heavier than the divisions: not one track
             fit = fine.mean() * (0.5 + 0.5 * cover)
             # finer subdivisions are rarer than two adjacent tracks, a few equal

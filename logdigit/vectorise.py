@@ -353,7 +353,8 @@ INK_JOG_PX: float = 40.0
 #: drop-outs, breaks in an old pen line) are stepped over for at most this many ...
 INK_LINE_ROWS: int = 12
 INK_MISS_ROWS: int = 12
-#: ... and the line must show on at least this share of the rows
+#: ... and ink must lie on the line (a run taken or stepped over) on at least this share
+#: of the rows
 INK_MIN_SHARE: float = 0.75
 #: the line read this near (px) a vertical grid line of the layout is that line
 INK_VLINE_PX: float = 3.0
@@ -388,8 +389,9 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
     over, and after a wider run the line may resume anywhere within its extent
     (:data:`INK_JOG_PX` at most; likewise it may start anywhere along the run read
     before the gap). More than :data:`INK_LINE_ROWS` / :data:`INK_MISS_ROWS` such rows in
-    a row, the line on fewer than :data:`INK_MIN_SHARE` of the rows, or a line that does
-    not reach the run read after the gap, and there is no line. Returns the centres
+    a row, ink on the line (a run taken or stepped over) in fewer than
+    :data:`INK_MIN_SHARE` of the rows, or a line that does not reach the run read after
+    the gap (nor jogs into it in the last rows), and there is no line. Returns the centres
     (float [n] px; NaN on stepped-over rows) or None."""
     n = dark.shape[0] - 2
     ink = find_runs(dark, merge_px=0)
@@ -400,7 +402,7 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
     wide = max(pen + INK_WIDER_PX, 1.5 * pen)
     reach = INK_STEP_PX + pen / 2
     out = np.full(n, np.nan)
-    cur, across, miss = float(c_start), 0, 0
+    cur, across, miss, inked = float(c_start), 0, 0, 0
     s0, e0 = ends[0]        # a jog read before the gap: the line may leave from any of it
     span = (max(s0, cur - INK_JOG_PX) - reach, min(e0 - 1, cur + INK_JOG_PX) + reach)
     for r in range(1, n + 1):
@@ -410,6 +412,8 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
         # only where nothing is (the far end of a jog, after a drop-out)
         cand = [(abs((s + e - 1) / 2 - cur), s, e) for s, e in (at or runs) if e - s <= wide]
         cand = [v for v in cand if span[0] <= (v[1] + v[2] - 1) / 2 <= span[1]]
+        # a stair step's jogs are wide runs on the line: ink of the line all the same
+        inked += bool(cand or at)
         if cand:
             _, s, e = min(cand)
             out[r - 1] = cur = (s + e - 1) / 2
@@ -427,8 +431,10 @@ def follow_ink(dark: np.ndarray, c_start: float, c_end: float) -> np.ndarray | N
             span = (span[0] - INK_STEP_PX, span[1] + INK_STEP_PX)
             if miss > INK_MISS_ROWS:
                 return None
-    s1, e1 = ends[1]        # ... and must reach the run read after it
-    if not (s1 - reach <= cur <= e1 - 1 + reach) or np.isfinite(out).mean() < INK_MIN_SHARE:
+    s1, e1 = ends[1]        # ... and must reach the run read after it (or jog into it)
+    reached = s1 - reach <= cur <= e1 - 1 + reach or \
+        (across > 0 and span[0] <= (s1 + e1 - 1) / 2 <= span[1])
+    if not reached or inked < INK_MIN_SHARE * n:
         return None
     return out
 

@@ -1159,6 +1159,30 @@ def test_follow_ink_takes_a_stair_step_jog():
     assert np.abs(x[20:147] - 40).max() < 0.01 and np.abs(x[152:280] - 70).max() < 0.01
 
 
+def test_follow_ink_counts_the_jogs_of_a_stair_step_as_line():
+    """A held reading that steps back and forth every 10 rows (3 of them the pen's
+    horizontal jog, wider than the pen): the jog rows are stepped over, so fewer than
+    INK_MIN_SHARE of the rows take a centre, yet every row is ink of the line and the
+    gap is filled (a real 1-bit SP log, 4702900080_gr_d, is drawn like this)."""
+    h, w = 300, 120
+    g = np.full((h, w), 255, np.uint8)
+    g[:20, 39:42] = 0
+    cols = []
+    for k, r0 in enumerate(range(20, 280, 10)):
+        c, nxt = (40, 46) if k % 2 == 0 else (46, 40)
+        g[r0:r0 + 7, c - 1:c + 2] = 0
+        g[r0 + 7:r0 + 10, min(c, nxt) - 1:max(c, nxt) + 2] = 0
+        cols.append(c)
+    g[280:, 39:42] = 0                            # 26 blocks: the last one jogs back to 40
+    dark = g[19:281] < 128
+    line = vz.follow_ink(dark, 40.0, 40.0)
+    assert line is not None and np.isfinite(line).mean() < vz.INK_MIN_SHARE
+    t = _gap_trace(h, np.r_[0:20, 280:300], 40.0, w)
+    x = vz.follow_ink_gaps(t, g, 128, 0.0, float(w), min_gap=60).frac * w
+    for k, r0 in enumerate(range(20, 280, 10)):
+        assert np.abs(x[r0 + 1:r0 + 6] - cols[k]).max() < 0.01
+
+
 def test_held_stretch_the_network_missed_is_read_from_the_ink():
     """A rendered page whose curve is held still (a stuck reading): with the curve's
     pixels erased from the true mask over most of the stretch (as the network, taking
