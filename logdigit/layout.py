@@ -1160,6 +1160,16 @@ def _line_weights(lines: list[dict], prof: _Profiles, sel: np.ndarray) -> None:
         ln["weight"] = float(np.median((dark[:, a:b] - bg[:, None]).sum(1))) if len(dark) else 0.0
 
 
+def _gap_width(g: dict) -> float:
+    return g["x1"] - g["x0"]
+
+
+def _widths_within(a: dict, b: dict, share: float) -> bool:
+    """Whether gaps ``a`` and ``b`` differ in width by at most ``share`` of the wider."""
+    wa, wb = _gap_width(a), _gap_width(b)
+    return abs(wa - wb) <= share * max(wa, wb)
+
+
 def _extend_weak_grid(gaps: list[dict]) -> None:
     """Mark as grid the gaps with a weak horizontal grid (``weak``: faded paper edges,
     tracks whose minor lines are only ticks) that continue the division spacing of a
@@ -1173,13 +1183,23 @@ def _extend_weak_grid(gaps: list[dict]) -> None:
             g = gaps[i]
             if g["is_grid"] or not g["weak"]:
                 continue
-            wg = g["x1"] - g["x0"]
             for kk in (k - 1, k + 1):
                 if 0 <= kk < len(idx) and gaps[idx[kk]]["is_grid"]:
-                    h = gaps[idx[kk]]
-                    if abs((h["x1"] - h["x0"]) - wg) <= 0.2 * max(wg, h["x1"] - h["x0"]):
+                    if _widths_within(g, gaps[idx[kk]], 0.2):
                         g["is_grid"] = changed = True
                         break
+
+
+#: gaps whose widths differ by more than this share of the wider are of another width
+#: (a depth track beside divisions)
+ODD_WIDTH_SHARE = 0.25
+#: a depth track is this share of the scan width (at least, at most)
+DEPTH_WIDTH_SHARE = (0.02, 0.3)
+
+
+def _depth_wide(g: dict, w: int) -> bool:
+    """Whether gap ``g`` is as wide as a depth track (:data:`DEPTH_WIDTH_SHARE`)."""
+    return DEPTH_WIDTH_SHARE[0] * w <= _gap_width(g) <= DEPTH_WIDTH_SHARE[1] * w
 
 
 def _drop_crossed_gaps(gaps: list[dict]) -> None:
@@ -1193,8 +1213,7 @@ def _drop_crossed_gaps(gaps: list[dict]) -> None:
     drop = []
     for k in range(1, len(idx) - 1):
         g, a, b = gaps[idx[k]], gaps[idx[k - 1]], gaps[idx[k + 1]]
-        wg = g["x1"] - g["x0"]
-        odd = all(abs(wg - (h["x1"] - h["x0"])) > 0.25 * max(wg, h["x1"] - h["x0"]) for h in (a, b))
+        odd = not any(_widths_within(g, h, ODD_WIDTH_SHARE) for h in (a, b))
         share = CROSSED_GAP_SHARE if odd else CROSSED_GAP_SHARE / 2
         if g["is_grid"] and a["is_grid"] and b["is_grid"] and \
                 g["grid"] < share * min(a["grid"], b["grid"]):
@@ -1264,21 +1283,18 @@ def _grid_depth_gap(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray, w:
     """When no depth track was found (between the tracks or in a margin), unmark the grid
     gap that is one (and say whether there was one):
     no curve runs down it (:func:`_curve_row_share` under :data:`DEPTH_CURVE_MAX`), it is
-    as wide as a depth track (2-30 % of the scan) and its width differs by over 25 % from
-    the measurable gaps beside it (or none is measurable): a depth track the whole
+    as wide as a depth track (:data:`DEPTH_WIDTH_SHARE`) and its width differs by over
+    :data:`ODD_WIDTH_SHARE` from the measurable gaps beside it (or none is measurable): a
+    depth track the whole
     horizontal grid crosses, which otherwise joins a track or becomes one (rendered
     pages 6, 10, 12 of ``bench/layout_accuracy.py --seed 1``). A division of a track
     is as wide as its neighbours; a track is (nearly) always crossed by a curve."""
-    idx = [i for i, g in enumerate(gaps) if not g["narrow"]]
     pick = None
-    for k, i in enumerate(idx):
-        g = gaps[i]
-        wg = g["x1"] - g["x0"]
-        if not g["is_grid"] or not 0.02 * w <= wg <= 0.3 * w:
+    for i, g in enumerate(gaps):
+        if g["narrow"] or not g["is_grid"] or not _depth_wide(g, w):
             continue
-        beside = [gaps[idx[kk]] for kk in (k - 1, k + 1) if 0 <= kk < len(idx)
-                  and abs(idx[kk] - i) == 1]   # a measurable gap right next to it
-        if any(abs(wg - (h["x1"] - h["x0"])) <= 0.25 * max(wg, h["x1"] - h["x0"]) for h in beside):
+        beside = [gaps[j] for j in (i - 1, i + 1) if 0 <= j < len(gaps) and not gaps[j]["narrow"]]
+        if any(_widths_within(g, h, ODD_WIDTH_SHARE) for h in beside):
             continue
         share = _curve_row_share(g["x0"], g["x1"], prof, rows_mask)
         # of several, the one between the heaviest lines: a depth track's are track borders
@@ -1308,8 +1324,8 @@ def _curve_row_share(x0: int, x1: int, prof: _Profiles, rows_mask: np.ndarray) -
     lines) hold ink, in runs of at least :data:`BARE_TRACK_RUN` consecutive rows. A curve
     down the gap inks almost every row; depth numbers, even rotated ones, leave most
     rows between labels empty, and paper speckle does not fill 60 rows running."""
-    bw = prof.bin_w
-    b0, b1 = int(math.ceil(x0 / bw)) + 1, int(math.floor(x1 / bw)) - 1
+    b0, b1 = _gap_bins(x0, x1, prof.bin_w)
+    b0, b1 = b0 + 1, b1 - 1
     if b1 - b0 < 2 or not rows_mask.any():
         return 0.0
     inked = (_bin_rows_mean(prof.rowbins, b0, b1) > 0) & rows_mask
@@ -1349,8 +1365,6 @@ def _find_tracks(lines: list[dict], prof: _Profiles, rows_mask: np.ndarray, w: i
     _join_fine_runs(gaps, prof.bin_w, max(0.002, 0.25 * best), max(40.0, 0.06 * w))
     tracks, depth = _tracks_from_gaps(gaps, prof, rows_mask, w)
     if tracks and depth is None and _grid_depth_gap(gaps, prof, rows_mask, w):
-        for g in gaps:
-            g.pop("bare_track", None)
         tracks, depth = _tracks_from_gaps(gaps, prof, rows_mask, w)
     return tracks, depth
 
@@ -1376,16 +1390,15 @@ def _tracks_from_gaps(gaps: list[dict], prof: _Profiles, rows_mask: np.ndarray, 
               if t[1] - t[0] >= max(16, 0.02 * w)]
     # a gap without grid that a curve runs down (ink on nearly every row, in long runs)
     # is a track whose grid faded or was never printed, not a depth track with text
-    for g in gaps:
-        if (tracks and not g["is_grid"] and g["x1"] - g["x0"] >= BARE_TRACK_MIN * w
-                and _curve_row_share(g["x0"], g["x1"], prof, rows_mask) >= BARE_TRACK_ROWS):
-            g["bare_track"] = True
-            tracks.append((int(g["left"]["x0"]), int(g["right"]["x1"])))
+    bare = [g for g in gaps
+            if tracks and not g["is_grid"] and _gap_width(g) >= BARE_TRACK_MIN * w
+            and _curve_row_share(g["x0"], g["x1"], prof, rows_mask) >= BARE_TRACK_ROWS]
+    tracks += [(int(g["left"]["x0"]), int(g["right"]["x1"])) for g in bare]
     tracks.sort()
     # depth track: a non-grid gap with text, between or beside tracks
     depth = None
-    cands = [g for g in gaps if not g["is_grid"] and 0.02 * w <= g["x1"] - g["x0"] <= 0.3 * w
-             and g["ink"] > 0.002 and not g.get("bare_track")]
+    cands = [g for g in gaps if not g["is_grid"] and _depth_wide(g, w)
+             and g["ink"] > 0.002 and not any(g is b for b in bare)]
     if cands and tracks:
         inner = [g for g in cands if tracks[0][0] <= g["x0"] and g["x1"] <= tracks[-1][1]]
         pool = inner or cands

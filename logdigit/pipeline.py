@@ -28,7 +28,7 @@ from . import __version__
 from .calibration import (Calibration, CurveCalibration, DepthCalibration, DepthTie,
                           fraction_to_value, load_calibration)
 from .constants import CLASS_TO_STYLE, DEFAULT_STEP, STYLE_TO_CLASS
-from .errors import CalibrationError, LayoutError
+from .errors import CalibrationError, LayoutError, LogdigitError
 from .las import FORMATS, CurveColumn, DepthTable, write_table
 from .qc import QCCurve, write_overlay
 from .segment import CODE_P_MASK
@@ -1267,8 +1267,6 @@ def check_step(plan: ReadPlan, step: float | None, path: str) -> list[str]:
     LAS would hold no sample, or one); a step finer than :data:`FINE_STEP_SHARE` of a
     pixel row's depth gives a warning (returned), since it only repeats interpolated
     values."""
-    from .errors import LogdigitError
-
     top, bottom = plan.rows
     d = plan.depth_of_rows(np.array([top, bottom - 1], np.float64))
     span = float(d[1] - d[0])
@@ -1300,8 +1298,6 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_outputs(scan: Path, out: Path, qc: Path | None) -> None:
     """Refuse outputs that would overwrite the scan, or each other, before any work."""
-    from .errors import LogdigitError
-
     for p, what, eg in ((out, "output", ".las"), (qc, "QC overlay", ".qc.png")):
         if p is not None and (_same_file(p, scan) or p.resolve() == scan.resolve()):
             raise LogdigitError(f"the {what} path is the scan itself: writing it would destroy "
